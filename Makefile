@@ -1,0 +1,14 @@
+# README command 2 is `make test`; `make setup` alone prepares .venv.
+.PHONY: setup test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+test: setup
+	bash scripts/run_tests.sh
+
+lint: setup
+	.venv/bin/ruff check noksr_ros test bench launch scripts setup.py
+
+bench: setup
+	.venv/bin/python bench/bench_ingest.py

@@ -1,0 +1,1 @@
+"""Make pytest import noksr_ros from this source tree, not a copy installed in the venv."""

@@ -1,0 +1,1 @@
+"""The `noksr` command line: parses arguments and calls the core; heavy imports are lazy."""

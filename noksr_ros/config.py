@@ -1,0 +1,307 @@
+"""The one configuration schema of noksr_ros.
+
+Sections are dataclasses whose field names carry their units (`_m`, `_hz`, `_s`, `_deg`). The same
+dotted names (`mapping.segment_size_m`) are used in YAML files, `--set key=value` CLI overrides and
+ROS parameters. Unknown keys and invalid values raise `ConfigError` naming the key and what is valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+import typing
+from typing import Any
+
+import yaml
+
+from noksr_ros.errors import ConfigError
+
+
+def _f(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+       choices: tuple[Any, ...] | None = None) -> Any:
+    """Declare a config field with help text and validation bounds (inclusive)."""
+    meta = {'help': help, 'lo': lo, 'hi': hi, 'choices': choices}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Scan filtering before anything else sees the points."""
+
+    min_range_m: float = _f(2.0, 'Drop points closer than this to the sensor.', lo=0.0)
+    max_range_m: float = _f(80.0, 'Drop points farther than this from the sensor.', lo=0.1)
+    ego_box_m: tuple[float, float, float, float, float, float] = _f(
+        (-2.8, -1.2, -2.6, 2.8, 1.2, 0.5),
+        'Box around the sensor (xmin ymin zmin xmax ymax zmax, sensor frame) whose points are the '
+        'vehicle itself and are dropped.')
+    max_points_per_scan: int = _f(2_000_000, 'Scans with more points are dropped (counted).',
+                                  lo=1)
+    max_scan_bytes: int = _f(256 * 2**20, 'Scans with a larger data buffer are dropped.', lo=1)
+
+
+@dataclass(frozen=True)
+class NormalsConfig:
+    """Normal estimation for LiDAR points: kNN-PCA oriented toward the sensor."""
+
+    knn: int = _f(24, 'Neighbours used for the PCA normal of each point.', lo=3, hi=256)
+    max_incidence_deg: float = _f(
+        85.0, 'Drop points whose normal is more than this from the ray back to the sensor.',
+        lo=0.0, hi=90.0)
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """The segment map: serialization-keyed cubes of accumulated points."""
+
+    segment_size_m: float = _f(12.8, 'Edge of a segment cube; a multiple of meshing.voxel_size_m.',
+                               lo=0.4)
+    cell_size_m: float = _f(0.05, 'Cell of the per-cell point density cap.', lo=0.001)
+    max_points_per_cell: int = _f(3, 'Points kept per density cell; later points are dropped.',
+                                  lo=1, hi=1000)
+    halo_m: float = _f(1.0, 'Points of neighbouring segments within this distance of a segment '
+                       'are used when reconstructing it.', lo=0.0)
+    keep_radius_m: float = _f(150.0, 'Segments farther than this from the vehicle are moved to '
+                              'the store on disk.', lo=1.0)
+    store_dir: str = _f('', 'Directory of the segment store; empty: no eviction to disk.')
+    curve: str = _f('z', 'Space-filling curve of segment keys.', choices=('z', 'hilbert'))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The NoKSR network."""
+
+    checkpoint: str = _f('', 'Checkpoint file; empty: the checkpoint shipped with the package.')
+    device: str = _f('cpu', "Torch device: 'cpu', 'cuda', 'cuda:1', or 'auto'.")
+    neighbours: str = _f('serialization', 'Neighbour search of the decoder.',
+                         choices=('serialization', 'knn'))
+
+
+@dataclass(frozen=True)
+class MeshingConfig:
+    """Marching cubes on the sparse SDF grid."""
+
+    voxel_size_m: float = _f(0.1, 'Edge of a meshing voxel.', lo=0.005, hi=2.0)
+    udf_trim_m: float = _f(0.1, 'Faces whose vertices are predicted farther than this from any '
+                           'surface are removed.', lo=0.0)
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """Scheduling of segment reconstructions."""
+
+    debounce_s: float = _f(1.0, 'A dirty segment waits this long after its last new points '
+                           'before it is reconstructed (unless forced).', lo=0.0)
+    max_segments_per_update: int = _f(4, 'Segments reconstructed by one update() call.', lo=1)
+
+
+@dataclass(frozen=True)
+class BagConfig:
+    """Topic and frame names of a recorded drive (CARLA ROS bridge defaults)."""
+
+    lidar_topic: str = _f('/carla/ego_vehicle/lidar', 'PointCloud2 topic of the LiDAR.')
+    odom_topic: str = _f('/carla/ego_vehicle/odometry', 'nav_msgs/Odometry topic of the vehicle.')
+    tf_topic: str = _f('/tf', 'Dynamic transforms.')
+    tf_static_topic: str = _f('/tf_static', 'Static transforms (the sensor extrinsic).')
+    map_frame: str = _f('map', 'Fixed frame of the map.')
+    base_frame: str = _f('ego_vehicle', 'Vehicle frame (child frame of the odometry).')
+    lidar_frame: str = _f('', "LiDAR frame; empty: the PointCloud2's header.frame_id.")
+    max_pose_gap_s: float = _f(0.5, 'Scans farther than this from the nearest pose sample are '
+                               'dropped rather than extrapolated.', lo=0.0)
+
+
+@dataclass(frozen=True)
+class NoksrConfig:
+    """All sections together; dotted names are `<section>.<field>`."""
+
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    normals: NormalsConfig = field(default_factory=NormalsConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    meshing: MeshingConfig = field(default_factory=MeshingConfig)
+    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+    bag: BagConfig = field(default_factory=BagConfig)
+
+    def with_overrides(self, values: dict[str, Any]) -> NoksrConfig:
+        """Return a copy with dotted-name values applied and validated."""
+        return apply_overrides(self, values)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Dotted name -> value for every field."""
+        return {name: getattr(getattr(self, sec), key)
+                for name, (sec, key) in _field_index().items()}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Description of one dotted config key, for docs, ROS parameters and validation."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    lo: float | None
+    hi: float | None
+    choices: tuple[Any, ...] | None
+
+
+def _field_index() -> dict[str, tuple[str, str]]:
+    out = {}
+    for sec in fields(NoksrConfig):
+        for f in fields(_section_type(sec.name)):
+            out[f'{sec.name}.{f.name}'] = (sec.name, f.name)
+    return out
+
+
+def _section_type(name: str) -> type:
+    return typing.get_type_hints(NoksrConfig)[name]
+
+
+def field_specs() -> list[FieldSpec]:
+    """Every dotted key of the schema with its type, default, help text and bounds."""
+    specs = []
+    for name, (sec, key) in _field_index().items():
+        section_type = _section_type(sec)
+        f = next(f for f in fields(section_type) if f.name == key)
+        hint = typing.get_type_hints(section_type)[key]
+        default = getattr(section_type(), key)
+        specs.append(FieldSpec(name, hint, default, f.metadata['help'], f.metadata['lo'],
+                               f.metadata['hi'], f.metadata['choices']))
+    return specs
+
+
+def _coerce(spec: FieldSpec, value: Any) -> Any:
+    """Convert `value` to the field's type or raise ConfigError naming the key."""
+    origin = typing.get_origin(spec.type)
+    try:
+        if origin is tuple:
+            n = len(typing.get_args(spec.type))
+            if isinstance(value, str):
+                value = [v for v in value.replace(',', ' ').split()]
+            items = tuple(float(v) for v in value)
+            if len(items) != n:
+                raise ValueError(f'expected {n} numbers, got {len(items)}')
+            return items
+        if spec.type is bool:
+            if isinstance(value, str):
+                if value.lower() in ('1', 'true', 'yes', 'on'):
+                    return True
+                if value.lower() in ('0', 'false', 'no', 'off'):
+                    return False
+                raise ValueError('expected true or false')
+            if not isinstance(value, bool):
+                raise ValueError('expected true or false')
+            return value
+        if spec.type is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError('expected an integer')
+            return int(value)
+        if spec.type is float:
+            if isinstance(value, bool):
+                raise ValueError('expected a number')
+            return float(value)
+        if spec.type is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError('expected a string')
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f'{spec.name}: invalid value {value!r} ({exc}); {spec.help}') from exc
+    raise ConfigError(f'{spec.name}: unsupported type {spec.type}')
+
+
+def validate_value(spec: FieldSpec, value: Any) -> Any:
+    """Coerce and range-check one value; return the value to store."""
+    value = _coerce(spec, value)
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f'{spec.name}: {value!r} is not one of {list(spec.choices)}')
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, float) and v != v:
+            raise ConfigError(f'{spec.name}: NaN is not allowed')
+        if spec.lo is not None and isinstance(v, (int, float)) and v < spec.lo:
+            raise ConfigError(f'{spec.name}: {value!r} is below the minimum {spec.lo}')
+        if spec.hi is not None and isinstance(v, (int, float)) and v > spec.hi:
+            raise ConfigError(f'{spec.name}: {value!r} is above the maximum {spec.hi}')
+    return value
+
+
+def apply_overrides(config: NoksrConfig, values: dict[str, Any]) -> NoksrConfig:
+    """Apply `{dotted name: value}`; unknown names raise ConfigError listing the valid ones."""
+    specs = {s.name: s for s in field_specs()}
+    per_section: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        if name not in specs:
+            raise ConfigError(f'unknown config key {name!r}; valid keys: {", ".join(specs)}')
+        sec, key = name.split('.', 1)
+        per_section.setdefault(sec, {})[key] = validate_value(specs[name], value)
+    for sec, changes in per_section.items():
+        config = replace(config, **{sec: replace(getattr(config, sec), **changes)})
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: NoksrConfig) -> None:
+    """Cross-field rules that a single bound cannot express."""
+    ratio = config.mapping.segment_size_m / config.meshing.voxel_size_m
+    if abs(ratio - round(ratio)) > 1e-6:
+        raise ConfigError('mapping.segment_size_m must be a whole multiple of '
+                          f'meshing.voxel_size_m (got {config.mapping.segment_size_m} and '
+                          f'{config.meshing.voxel_size_m})')
+    if config.ingest.min_range_m >= config.ingest.max_range_m:
+        raise ConfigError('ingest.min_range_m must be below ingest.max_range_m')
+
+
+def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    """Nested mapping -> dotted names; lists and scalars are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            out.update(flatten(value, name + '.'))
+        else:
+            out[name] = value
+    return out
+
+
+def read_yaml_values(path: str | Path) -> dict[str, Any]:
+    """Dotted name -> value from a YAML file (nested, dotted, or ROS `/**: ros__parameters:`)."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f'cannot read config file {path}: {exc}') from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f'config file {path} is not valid YAML: {exc}') from exc
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f'config file {path}: expected a mapping at the top level')
+    if len(tree) == 1:
+        (only_key, only_value), = tree.items()
+        if isinstance(only_value, dict) and 'ros__parameters' in only_value:
+            tree = only_value['ros__parameters'] or {}
+    return flatten(tree)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                ignore_prefixes: tuple[str, ...] = ('ros.',)) -> NoksrConfig:
+    """Defaults, then the YAML file, then overrides; keys under `ignore_prefixes` are skipped."""
+    values = read_yaml_values(path) if path is not None else {}
+    values = {k: v for k, v in values.items() if not k.startswith(ignore_prefixes)}
+    values.update(overrides or {})
+    return apply_overrides(NoksrConfig(), values)
+
+
+def parse_set_options(items: list[str]) -> dict[str, Any]:
+    """`['mapping.halo_m=2', ...]` -> `{'mapping.halo_m': 2}` (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if '=' not in item:
+            raise ConfigError(f'override {item!r} must look like key=value')
+        key, raw = item.split('=', 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ''
+        except yaml.YAMLError as exc:
+            raise ConfigError(f'override {item!r}: value is not parseable: {exc}') from exc
+    return out

@@ -1,8 +1,10 @@
-"""The one configuration schema of noksr_ros.
+"""
+The one configuration schema of noksr_ros.
 
 Sections are dataclasses whose field names carry their units (`_m`, `_hz`, `_s`, `_deg`). The same
 dotted names (`mapping.segment_size_m`) are used in YAML files, `--set key=value` CLI overrides and
-ROS parameters. Unknown keys and invalid values raise `ConfigError` naming the key and what is valid.
+ROS parameters. Unknown keys and invalid values raise `ConfigError` naming the key and what is
+valid.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Scan filtering and frame changes: the numpy steps between a decoded cloud and the map.
+"""
+Scan filtering and frame changes: the numpy steps between a decoded cloud and the map.
 
 Everything here is vectorised numpy on (N,3) float32 arrays; a 120k-point scan takes a few ms.
 """
@@ -14,7 +15,8 @@ from noksr_ros.config import IngestConfig
 
 @dataclass(frozen=True)
 class ScanFilter:
-    """Range crop and ego-vehicle box removal in the sensor frame.
+    """
+    Range crop and ego-vehicle box removal in the sensor frame.
 
     `ego_box_m` is (xmin, ymin, zmin, xmax, ymax, zmax) in the sensor frame: points inside are
     the car itself (roof, mirrors) and would otherwise be mapped as a moving surface.
@@ -46,7 +48,8 @@ class ScanFilter:
 
 def transform_points(points: np.ndarray, transform: np.ndarray,
                      offset_m: np.ndarray | None = None) -> np.ndarray:
-    """Apply a 4x4 rigid transform to (N,3) points; returns float32.
+    """
+    Apply a 4x4 rigid transform to (N,3) points; returns float32.
 
     `offset_m` (3,) float64 is subtracted from the transform's translation first, in float64:
     this is how map-frame poses become map-local coordinates without losing float32 precision

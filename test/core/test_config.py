@@ -4,8 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from noksr_ros.config import (field_specs, load_config, NoksrConfig, parse_set_options,
-                              read_yaml_values)
+from noksr_ros.config import (
+    NoksrConfig,
+    field_specs,
+    load_config,
+    parse_set_options,
+    read_yaml_values,
+)
 from noksr_ros.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

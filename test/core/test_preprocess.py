@@ -29,12 +29,12 @@ def test_filter_from_config_uses_the_ingest_section():
 def test_transform_with_offset_keeps_precision_far_from_origin():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-50, 50, (1000, 3)).astype(np.float32)
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_euler('xyz', [0.1, -0.2, 1.3]).as_matrix()
-    T[:3, 3] = [5_000_000.123, -3_000_000.456, 12.5]
+    tf = np.eye(4)
+    tf[:3, :3] = Rotation.from_euler('xyz', [0.1, -0.2, 1.3]).as_matrix()
+    tf[:3, 3] = [5_000_000.123, -3_000_000.456, 12.5]
     offset = np.array([5_000_000.0, -3_000_000.0, 0.0])
-    local = transform_points(pts, T, offset)
-    exact = pts.astype(np.float64) @ T[:3, :3].T + (T[:3, 3] - offset)
+    local = transform_points(pts, tf, offset)
+    exact = pts.astype(np.float64) @ tf[:3, :3].T + (tf[:3, 3] - offset)
     assert local.dtype == np.float32
     assert np.max(np.abs(local - exact)) < 1e-4
 

@@ -1,0 +1,101 @@
+"""
+Neighbours of query points in one pyramid level: serialization search or exact kNN.
+
+Serialization search (the 'kernel-free' part of NoKSR): encode the query's cell with the level's
+curve, binary-search it in the level's sorted codes, take `window` entries around the insertion
+position, drop candidates outside the array (explicitly, never a wrapped index) and beyond
+`radius_m`. Several curves are united and duplicates removed. Exact kNN has the same output type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from noksr_ros.curves import encode
+from noksr_ros.model.levels import CODE_BITS, Level
+
+_MAX_CELL = (1 << CODE_BITS) - 1
+
+
+@dataclass
+class Neighbours:
+    """
+    Candidate neighbours of Q queries: rows into a level, validity, distances (metres).
+
+    index: (Q,K) int64, always a valid row (masked entries point at row 0); mask: (Q,K) bool;
+    dist: (Q,K) float, +inf where masked.
+    """
+
+    index: torch.Tensor
+    mask: torch.Tensor
+    dist: torch.Tensor
+
+
+def _finish(level: Level, query: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor,
+            radius_m: float) -> Neighbours:
+    rows = torch.where(valid, rows, torch.zeros_like(rows))
+    dist = torch.linalg.vector_norm(level.xyz[rows] - query[:, None, :], dim=-1)
+    mask = valid & (dist <= radius_m)
+    return Neighbours(rows, mask, torch.where(mask, dist, torch.full_like(dist, float('inf'))))
+
+
+def _drop_repeats(rows: torch.Tensor, valid: torch.Tensor, prev_rows: list[torch.Tensor],
+                 prev_valid: list[torch.Tensor]) -> torch.Tensor:
+    """Mask candidates of one curve already found by an earlier curve (Q*K*K compares)."""
+    for p_rows, p_valid in zip(prev_rows, prev_valid):
+        seen = ((rows[:, :, None] == p_rows[:, None, :]) & p_valid[:, None, :]).any(dim=2)
+        valid = valid & ~seen
+    return valid
+
+
+def serialization_neighbours(level: Level, query: torch.Tensor, curves: tuple[str, ...],
+                             window: int, radius_m: float) -> Neighbours:
+    """Up to `window * len(curves)` neighbours of `query` (Q,3) local-frame points in `level`."""
+    if window < 1 or not curves:
+        raise ValueError('window must be >= 1 and curves non-empty')
+    q_count = query.shape[0]
+    if level.size == 0 or q_count == 0:
+        empty = torch.zeros(q_count, 0, dtype=torch.long, device=query.device)
+        return Neighbours(empty, empty.bool(), empty.to(query.dtype))
+    cells = torch.floor(query / level.grid_m).long().clamp(0, _MAX_CELL)
+    half = window // 2
+    offsets = torch.arange(-half, window - half, device=query.device)
+    all_rows, all_valid = [], []
+    for curve in curves:
+        perm, sorted_codes = level.order(curve)
+        pos = torch.searchsorted(sorted_codes, encode(cells, curve, CODE_BITS))
+        cand = pos[:, None] + offsets[None]
+        valid = (cand >= 0) & (cand < level.size)
+        rows = perm[cand.clamp(0, level.size - 1)]
+        all_valid.append(_drop_repeats(rows, valid, all_rows, all_valid))
+        all_rows.append(rows)
+    rows, valid = torch.cat(all_rows, 1), torch.cat(all_valid, 1)
+    return _finish(level, query, rows, valid, radius_m)
+
+
+def knn_neighbours(level: Level, query: torch.Tensor, k: int, radius_m: float,
+                   chunk: int = 4096) -> Neighbours:
+    """Exact k nearest cells of `query` (Q,3) in `level` (torch, chunked brute force)."""
+    q_count = query.shape[0]
+    k_eff = min(k, level.size)
+    if k_eff == 0 or q_count == 0:
+        empty = torch.zeros(q_count, 0, dtype=torch.long, device=query.device)
+        return Neighbours(empty, empty.bool(), empty.to(query.dtype))
+    rows = []
+    for start in range(0, q_count, chunk):
+        d = torch.cdist(query[start:start + chunk], level.xyz)
+        rows.append(torch.topk(d, k_eff, dim=1, largest=False, sorted=True).indices)
+    idx = torch.cat(rows, 0)
+    return _finish(level, query, idx, torch.ones_like(idx, dtype=torch.bool), radius_m)
+
+
+def recall(found: Neighbours, exact: Neighbours) -> float:
+    """Share of the exact neighbours (within radius) that `found` contains."""
+    hits = total = 0
+    for f_row, f_mask, e_row, e_mask in zip(found.index, found.mask, exact.index, exact.mask):
+        truth = set(e_row[e_mask].tolist())
+        total += len(truth)
+        hits += len(truth & set(f_row[f_mask].tolist()))
+    return hits / total if total else 1.0

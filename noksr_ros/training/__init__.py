@@ -1,0 +1,1 @@
+"""Training of the NoKSR model on simulated drives."""

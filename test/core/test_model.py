@@ -1,0 +1,176 @@
+"""The NoKSR network: shapes, determinism, the classical prior, neighbours, checkpoints."""
+
+
+import pytest
+import torch
+
+from noksr_ros.errors import CheckpointError
+from noksr_ros.model.backbone import BackboneSpec
+from noksr_ros.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from noksr_ros.model.decoder import DecoderSpec, fourier
+from noksr_ros.model.levels import build_pyramid
+from noksr_ros.model.neighbours import knn_neighbours, recall, serialization_neighbours
+from noksr_ros.model.noksr import ModelSpec, NoksrModel
+from noksr_ros.model.sparse import CellIndex, SparseConv, neighbour_map
+
+TINY = ModelSpec(backbone=BackboneSpec(enc_channels=(8, 16, 16, 16), dec_channels=(8, 8, 16),
+                                       heads=(1, 2, 2, 2), patch_size=16),
+                 decoder=DecoderSpec(hidden=16, head_hidden=16))
+
+
+def sphere(n, radius=1.0, centre=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(n, 3, generator=g)
+    d = d / d.norm(dim=1, keepdim=True)
+    return (centre + radius * d).float(), d.float()
+
+
+def test_cell_index_lookup_hits_and_explicit_misses():
+    cells = torch.tensor([[0, 0, 0], [1, 2, 3], [5, 5, 5]])
+    idx = CellIndex(cells)
+    rows = idx.lookup(torch.tensor([[1, 2, 3], [5, 5, 5], [9, 9, 9], [-1, 0, 0]]))
+    assert rows.tolist() == [1, 2, 3, 3]   # 3 == M: a miss, never a wrapped -1
+
+
+def test_sparse_conv_equals_dense_conv_on_a_full_grid():
+    torch.manual_seed(0)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(4)] * 3, indexing='ij'), -1).reshape(-1, 3)
+    feats = torch.randn(len(grid), 2)
+    conv = SparseConv(2, 3, 3)
+    out = conv(feats, neighbour_map(CellIndex(grid), 3))
+    weight = conv.weight.detach().reshape(3, 3, 3, 2, 3).permute(4, 3, 0, 1, 2)
+    dense = torch.nn.functional.conv3d(feats.T.reshape(1, 2, 4, 4, 4), weight,
+                                       conv.bias.detach(), padding=1)
+    assert torch.allclose(out.T.reshape(1, 3, 4, 4, 4), dense, atol=1e-5)
+
+
+def test_pyramid_levels_pool_by_parent_cell():
+    pts, _ = sphere(3000)
+    levels, inv = build_pyramid(pts, 0.05, 4)
+    assert [lv.grid_m for lv in levels] == [0.05, 0.1, 0.2, 0.4]
+    assert inv.shape == (3000,) and int(levels[0].counts.sum()) == 3000
+    for fine, coarse in zip(levels, levels[1:]):
+        assert torch.equal(coarse.cells[coarse.parent], torch.div(fine.cells, 2,
+                                                                  rounding_mode='floor'))
+        assert int(coarse.counts.sum()) == 3000
+    with pytest.raises(ValueError, match='non-negative'):
+        build_pyramid(pts - 10, 0.05, 2)
+
+
+def test_serialization_neighbours_are_valid_rows_within_radius_and_recall_is_useful():
+    pts, _ = sphere(20000)
+    levels, _ = build_pyramid(pts, 0.05, 1)
+    q = pts[:2000] + 0.01
+    found = serialization_neighbours(levels[0], q, ('z', 'z-trans'), 16, 0.15)
+    assert found.index.min() >= 0 and found.index.max() < levels[0].size
+    assert torch.all(found.dist[found.mask] <= 0.15)
+    assert torch.isinf(found.dist[~found.mask]).all()
+    exact = knn_neighbours(levels[0], q, 8, 0.15)
+    assert 0.3 < recall(found, exact) <= 1.0
+    assert recall(exact, exact) == 1.0
+
+
+def test_neighbours_of_queries_outside_the_level_never_wrap():
+    pts, _ = sphere(500)
+    levels, _ = build_pyramid(pts, 0.05, 1)
+    q = torch.tensor([[0.0, 0.0, 0.0], [1e5, 1e5, 1e5]])
+    found = serialization_neighbours(levels[0], q, ('z',), 8, 0.2)
+    assert not found.mask.any()
+
+
+def test_untrained_model_is_the_classical_estimate_and_accurate_on_a_sphere():
+    pts, nrm = sphere(20000)
+    model = NoksrModel(TINY).eval()
+    g = torch.Generator().manual_seed(1)
+    q = 3 + torch.randn(3000, 3, generator=g) * 0.6
+    with torch.no_grad():
+        sdf, udf = model(pts, nrm, q)
+    true = 1 - (q - 3).norm(dim=1)
+    near = true.abs() < 0.1
+    assert (sdf - true)[near].abs().mean() < 0.02
+    assert (sdf[true > 0.05] > 0).float().mean() > 0.95    # positive inside
+    assert (udf - true.abs())[near].abs().mean() < 0.03
+
+
+def test_inference_is_deterministic_and_frame_independent():
+    pts, nrm = sphere(5000)
+    model = NoksrModel(TINY).eval()
+    q = pts[:500] + 0.02
+    with torch.no_grad():
+        a = model(pts, nrm, q)
+        b = model(pts, nrm, q)
+        shift = torch.tensor([1000.0, -500.0, 20.0])
+        c = model(pts + shift, nrm, q + shift)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert torch.allclose(a[0], c[0], atol=2e-3)
+
+
+def test_gradients_reach_every_trained_parameter():
+    pts, nrm = sphere(4000)
+    model = NoksrModel(TINY)
+    for head in (model.decoder.sdf_head, model.decoder.udf_head):
+        torch.nn.init.normal_(head[-1].weight, std=0.1)
+    sdf, udf = model(pts, nrm, pts[:1000] + 0.03)
+    (sdf.square().mean() + udf.mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize('fusion', ['sum', 'mean', 'concat', 'attention'])
+def test_every_level_fusion_runs(fusion):
+    spec = ModelSpec(backbone=TINY.backbone, decoder=DecoderSpec(hidden=16, head_hidden=16,
+                                                                 fusion=fusion, head_layers=1))
+    pts, nrm = sphere(2000)
+    sdf, udf = NoksrModel(spec)(pts, nrm, pts[:100])
+    assert sdf.shape == udf.shape == (100,)
+
+
+def test_bad_inputs_are_clear_errors():
+    model = NoksrModel(TINY)
+    with pytest.raises(ValueError, match='empty'):
+        model.encode(torch.zeros(0, 3), torch.zeros(0, 3))
+    with pytest.raises(ValueError, match='finite'):
+        model.encode(torch.tensor([[0.0, 0.0, float('nan')]]), torch.ones(1, 3))
+    with pytest.raises(ValueError, match=r'\(N,3\)'):
+        model.encode(torch.zeros(4, 3), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match='fusion'):
+        DecoderSpec(fusion='max')
+
+
+def test_fourier_encoding_shape():
+    assert fourier(torch.zeros(5, 7, 3), 4).shape == (5, 7, 27)
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    model = NoksrModel(TINY)
+    path = save_checkpoint(tmp_path / 'm.pt', model, {'seed': 3})
+    loaded, meta = load_model(path)
+    assert meta == {'seed': 3} and loaded.spec == TINY
+    for (na, a), (nb, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert na == nb and torch.equal(a, b)
+    (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match='junk.pt'):
+        read_checkpoint(tmp_path / 'junk.pt')
+    with pytest.raises(CheckpointError, match='does not exist'):
+        read_checkpoint(tmp_path / 'missing.pt')
+    torch.save({'format': 'other'}, tmp_path / 'other.pt')
+    with pytest.raises(CheckpointError, match='not a noksr_ros checkpoint'):
+        read_checkpoint(tmp_path / 'other.pt')
+    data = read_checkpoint(path)
+    data['state_dict'].pop(next(iter(data['state_dict'])))
+    torch.save(data, tmp_path / 'short.pt')
+    with pytest.raises(CheckpointError, match='does not match'):
+        load_model(tmp_path / 'short.pt')
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ('code ran',))
+
+
+def test_a_pickle_with_code_in_it_is_refused(tmp_path, capsys):
+    path = tmp_path / 'evil.pt'
+    torch.save({'format': 'noksr_ros/checkpoint/1', 'payload': _Evil()}, path)
+    with pytest.raises(CheckpointError, match='refused'):
+        read_checkpoint(path)
+    assert 'code ran' not in capsys.readouterr().out

@@ -59,6 +59,43 @@ def show_config(
         typer.echo(f'{spec.name} = {values[spec.name]!r}    # {spec.help}')
 
 
+@app.command()
+def train(
+    drives: list[Path] = typer.Argument(..., help='Simulated drive folders (noksr simulate).'),
+    out: Path = typer.Option(Path('out/train'), help='Run folder: last.pt, train_log.jsonl.'),
+    steps: int = typer.Option(1000, help='Optimisation steps (one crop each).'),
+    preset: str = typer.Option('small', help="Model preset: 'small' (CPU) or 'large' (GPU)."),
+    seed: int = typer.Option(0, help='Seed of crops and initial weights.'),
+    lr: float = typer.Option(1e-3, help='Adam learning rate (cosine decay over the last 40%).'),
+    device: str = typer.Option('cpu', help="Torch device, e.g. 'cpu' or 'cuda'."),
+    resume: bool = typer.Option(True, help='Continue from OUT/last.pt when it exists.'),
+    config: Optional[Path] = typer.Option(None, help='YAML config (ingest/normals/mapping).'),
+) -> None:
+    """Train the NoKSR model on simulated drives; checkpoints are resumable."""
+    import sys
+
+    import torch
+
+    from noksr_ros.config import load_config
+    from noksr_ros.model.presets import model_preset
+    from noksr_ros.training.scenes import load_training_scene
+    from noksr_ros.training.trainer import Trainer, TrainSpec
+
+    try:
+        cfg = load_config(config)
+        scenes = [load_training_scene(d, cfg) for d in drives]
+        meta = {'command': ' '.join(['noksr'] + sys.argv[1:]),
+                'drives': [str(d) for d in drives], 'preset': preset}
+        trainer = Trainer(scenes, model_preset(preset), TrainSpec(steps=steps, lr=lr, seed=seed),
+                          out, device=torch.device(device), meta=meta)
+    except (NoksrError, ValueError, OSError) as exc:
+        _fail(exc)
+    if resume and trainer.resume():
+        typer.echo(f'resuming {out / "last.pt"} at step {trainer.step}')
+    path = trainer.run()
+    typer.echo(f'wrote {path}')
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,52 @@
+"""
+One scan from the sensor frame to oriented map-local points: filter, normals, transform.
+
+Shared by the Reconstructor (online and offline) and the training-data builder, so the network
+trains on exactly the kind of points it sees at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from noksr_ros.config import NoksrConfig
+from noksr_ros.normals import estimate_normals_scan
+from noksr_ros.preprocess import ScanFilter, transform_points
+
+
+@dataclass(frozen=True)
+class ScanIngestor:
+    """Range/ego crop, kNN-PCA normals toward the sensor, rigid transform to map-local."""
+
+    filter: ScanFilter
+    knn: int
+    max_incidence_deg: float
+
+    @classmethod
+    def from_config(cls, config: NoksrConfig) -> ScanIngestor:
+        """Build from the `ingest` and `normals` sections."""
+        return cls(ScanFilter.from_config(config.ingest), config.normals.knn,
+                   config.normals.max_incidence_deg)
+
+    def prepare(self, points_sensor: np.ndarray, pose: np.ndarray,
+                origin_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """
+        (points (M,3) float32, normals (M,3) float32) in the map-local frame.
+
+        `points_sensor` (N,3) in the sensor frame; `pose` the 4x4 T_map_sensor; `origin_m` (3,)
+        float64 map-frame position of the map-local origin.
+        """
+        pose = np.asarray(pose, np.float64)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            raise ValueError('T_map_sensor must be a finite 4x4 matrix')
+        pts = self.filter.apply(np.asarray(points_sensor, np.float32).reshape(-1, 3))
+        if len(pts) < 3:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+        est = estimate_normals_scan(pts, knn=self.knn, max_incidence_deg=self.max_incidence_deg)
+        local = transform_points(pts[est.keep], pose, origin_m)
+        rotation = np.eye(4)
+        rotation[:3, :3] = pose[:3, :3]
+        normals = transform_points(est.normals, rotation)
+        return local, normals

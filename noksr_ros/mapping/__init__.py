@@ -1,0 +1,1 @@
+"""The segment map: serialization-keyed cubes of accumulated points, dirty bits and the store."""

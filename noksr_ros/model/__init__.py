@@ -1,0 +1,1 @@
+"""The NoKSR network in pure PyTorch: serialization, backbone, neighbours, heads."""

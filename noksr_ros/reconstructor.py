@@ -1,0 +1,165 @@
+"""
+The one orchestrator: scans in, per-segment meshes out. Used by the ROS node and the CLI alike.
+
+integrate(stamp, points_sensor, T_map_sensor)   filter, normals, map-local, SegmentMap
+update(max_segments)                           dirty segments nearest the vehicle first:
+network -> owned corner values -> re-mesh the
+segment and the neighbours that read them
+finish()                                       everything pending, no debounce
+export_mesh(path)                              the whole map (memory + store) as one PLY
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import time
+
+import numpy as np
+import torch
+
+from noksr_ros.config import NoksrConfig
+from noksr_ros.ingest import ScanIngestor
+from noksr_ros.mapping.keys import key_from_ijk
+from noksr_ros.mapping.segment_map import SegmentMap
+from noksr_ros.mapping.store import SegmentStore
+from noksr_ros.model.noksr import NoksrModel
+from noksr_ros.segment_grid import halo_segments, voxels_per_segment
+from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
+
+
+@dataclass
+class UpdateResult:
+    """What one `update()` changed: new meshes by key, removed keys, timings in seconds."""
+
+    meshes: dict[int, SegmentMesh] = field(default_factory=dict)
+    removed: list[int] = field(default_factory=list)
+    reconstructed: list[int] = field(default_factory=list)
+    network_s: float = 0.0
+    meshing_s: float = 0.0
+
+
+@dataclass
+class IntegrateResult:
+    """Counts of one integrated scan."""
+
+    points_in: int
+    points_kept: int
+    touched: set[int]
+
+
+class Reconstructor:
+    """Incremental NoKSR over a segment map; see the module docstring for the flow."""
+
+    def __init__(self, config: NoksrConfig, model: NoksrModel,
+                 device: torch.device = torch.device('cpu')) -> None:
+        self.config, self.model, self.device = config, model.to(device).eval(), device
+        mapping = config.mapping
+        # Resume an existing store with its own origin; otherwise wait for the first pose.
+        resumable = mapping.store_dir and SegmentStore(mapping.store_dir).read_meta() is not None
+        self.map = SegmentMap.from_config(mapping) if resumable else None
+        self.ingest = ScanIngestor.from_config(config)
+        self.seg_vox = voxels_per_segment(mapping.segment_size_m, config.meshing.voxel_size_m)
+        self.mesher = None if self.map is None else self._make_mesher()
+        self.vehicle_m = np.zeros(3)
+        self.latest_stamp_s = -np.inf
+        self.scans = 0
+
+    def _make_mesher(self) -> SegmentMesher:
+        return SegmentMesher(self.map, self.seg_vox, self.config.meshing.voxel_size_m,
+                             self.config.meshing.udf_trim_m)
+
+    def _start_map(self, first_pose: np.ndarray) -> None:
+        """Create the map with its origin at the first sensor position."""
+        self.map = SegmentMap.from_config(self.config.mapping, origin_m=first_pose[:3, 3])
+        self.mesher = self._make_mesher()
+
+    @property
+    def origin_m(self) -> np.ndarray | None:
+        """Map-frame position of the map-local origin (float64), set by the first scan."""
+        return None if self.map is None else self.map.origin_m
+
+    def integrate(self, stamp_s: float, points_sensor: np.ndarray,
+                  T_map_sensor: np.ndarray) -> IntegrateResult:  # noqa: N803
+        """Add one scan: (N,3) float32 sensor-frame points and the 4x4 sensor pose in the map."""
+        pose = np.asarray(T_map_sensor, np.float64)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            raise ValueError('T_map_sensor must be a finite 4x4 matrix')
+        if self.map is None:
+            self._start_map(pose)
+        local, normals = self.ingest.prepare(points_sensor, pose, self.map.origin_m)
+        touched = self.map.integrate(local, normals, stamp_s)
+        self._dirty_halo_neighbours(local, stamp_s)
+        self.vehicle_m = pose[:3, 3] - self.map.origin_m
+        self.latest_stamp_s = max(self.latest_stamp_s, stamp_s)
+        self.scans += 1
+        return IntegrateResult(len(points_sensor), len(local), touched)
+
+    def _dirty_halo_neighbours(self, local: np.ndarray, stamp_s: float) -> None:
+        """Segments whose halo received points must be recomputed too (their context changed)."""
+        cfg = self.config.mapping
+        reach = max(cfg.halo_m, 3 * self.config.meshing.voxel_size_m)
+        for ijk in halo_segments(local, cfg.segment_size_m, reach):
+            self.map.touch(int(key_from_ijk(ijk, cfg.curve)), ijk, stamp_s)
+
+    def pending(self, force: bool = False) -> list[int]:
+        """Dirty segment keys ready for reconstruction, nearest to the vehicle first."""
+        if self.map is None:
+            return []
+        debounce = 0.0 if force else self.config.reconstruct.debounce_s
+        ready = [k for k in self.map.dirty_keys('reconstruct')
+                 if self.latest_stamp_s - self.map.get(k).last_update_stamp_s >= debounce]
+        size = self.config.mapping.segment_size_m
+        centre = {k: (self.map.get(k).ijk + 0.5) * size for k in ready}
+        return sorted(ready, key=lambda k: (float(np.linalg.norm(centre[k] - self.vehicle_m)), k))
+
+    def update(self, max_segments: int | None = None, force: bool = False) -> UpdateResult:
+        """Reconstruct up to `max_segments` ready segments and re-mesh what reads their corners."""
+        limit = max_segments or self.config.reconstruct.max_segments_per_update
+        result = UpdateResult()
+        remesh: set[int] = set()
+        for key in self.pending(force)[:limit]:
+            t0 = time.perf_counter()
+            revision = self.map.get(key).revision
+            remesh |= self.mesher.compute_corners(key, self.model, self.device,
+                                                  self.config.mapping.halo_m)
+            self.map.mark_clean(key, 'reconstruct', revision)
+            result.reconstructed.append(key)
+            result.network_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for key in sorted(remesh):
+            result.meshes[key] = self.mesher.mesh(key)
+        result.meshing_s = time.perf_counter() - t0
+        self._evict()
+        return result
+
+    def finish(self) -> UpdateResult:
+        """Reconstruct everything still dirty (end of a drive or an offline run)."""
+        total = UpdateResult()
+        while self.pending(force=True):
+            step = self.update(max_segments=1_000_000, force=True)
+            total.meshes.update(step.meshes)
+            total.reconstructed += step.reconstructed
+            total.network_s += step.network_s
+            total.meshing_s += step.meshing_s
+        return total
+
+    def _evict(self) -> None:
+        if self.map is not None and self.map.store is not None:
+            self.map.evict_far(self.vehicle_m, self.config.mapping.keep_radius_m)
+
+    def meshes(self) -> list[SegmentMesh]:
+        """Current mesh of every segment (memory and store), for full-map publishing/export."""
+        if self.map is None:
+            return []
+        return [self.mesher.stored_mesh(k) for k in self.map.keys()]
+
+    def export_mesh(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """Weld every segment's mesh and write one PLY in the map frame; returns (V, F)."""
+        from noksr_ros.io.ply import write_ply
+
+        vertices, faces = self.mesher.welded(self.meshes())
+        vertices = vertices.astype(np.float64) + (self.origin_m if self.origin_m is not None
+                                                  else 0.0)
+        write_ply(path, vertices, faces)
+        return vertices, faces

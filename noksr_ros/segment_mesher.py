@@ -1,0 +1,120 @@
+"""
+Per-segment corner values and meshes on the global lattice (see `segment_grid`).
+
+`compute_corners` runs the network once for a segment (own points + halo) and stores the values of
+the corners it owns; `mesh` runs marching cubes over the cubes the segment owns, reading the + face
+corners of its neighbours, so no network runs when only a neighbour changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from noksr_ros.mapping.keys import key_from_ijk
+from noksr_ros.mapping.segment import Segment
+from noksr_ros.mapping.segment_map import SegmentMap
+from noksr_ros.meshing import cubes_in_box, marching_cubes_sparse, weld_by_edge_ids
+from noksr_ros.model.noksr import NoksrModel
+from noksr_ros.segment_grid import (
+    READ_OFFSETS,
+    READER_OFFSETS,
+    active_corners,
+    corner_box,
+    face_corners,
+    owned,
+)
+from noksr_ros.segment_inference import corner_values
+
+DILATION_VOXELS = 1
+
+
+@dataclass
+class SegmentMesh:
+    """
+    Mesh of one segment in the map-local frame (add the map origin for the map frame).
+
+    vertices (V,3) float32, faces (F,3) int32, edge_ids (V,) int64 global lattice edge ids.
+    """
+
+    key: int
+    vertices: np.ndarray
+    faces: np.ndarray
+    edge_ids: np.ndarray
+    revision: int
+
+
+class SegmentMesher:
+    """Corner values and meshes of the segments of one SegmentMap."""
+
+    def __init__(self, segment_map: SegmentMap, seg_vox: int, voxel_size_m: float,
+                 udf_trim_m: float) -> None:
+        self.map, self.seg_vox = segment_map, seg_vox
+        self.voxel_size_m, self.udf_trim_m = voxel_size_m, udf_trim_m
+
+    def _existing(self, ijk: np.ndarray, offsets: np.ndarray) -> list[int]:
+        keys = [int(k) for k in key_from_ijk(ijk[None] + offsets, self.map.curve)]
+        return [k for k in keys if k in self.map]
+
+    def compute_corners(self, key: int, model: NoksrModel, device: torch.device,
+                        halo_m: float) -> set[int]:
+        """Evaluate the corners `key` owns; return the keys whose meshes must be redone."""
+        seg = self.map.get(key)
+        halo_pts, halo_nrm = self.map.gather_halo(key, halo_m)
+        points = np.concatenate([seg.points, halo_pts])
+        normals = np.concatenate([seg.normals, halo_nrm])
+        lo, hi = corner_box(seg.ijk, self.seg_vox)
+        corners = owned(active_corners(points, self.voxel_size_m, DILATION_VOXELS), lo, hi)
+        sdf, udf = corner_values(model, points, normals, corners, self.voxel_size_m, device)
+        seg.grid.update(ijk=corners, sdf=sdf.astype(np.float32), udf=udf.astype(np.float32))
+        seg.dirty['persist'] = True
+        return {key, *self._existing(seg.ijk, READER_OFFSETS)}
+
+    def _read_corners(self, seg: Segment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo, hi = corner_box(seg.ijk, self.seg_vox)
+        parts = [(seg.grid.get('ijk'), seg.grid.get('sdf'), seg.grid.get('udf'))]
+        for nkey in self._existing(seg.ijk, READ_OFFSETS):
+            other = self.map.get(nkey)
+            if 'ijk' not in other.grid:
+                continue
+            mask = face_corners(other.grid['ijk'], lo, hi)
+            parts.append((other.grid['ijk'][mask], other.grid['sdf'][mask],
+                          other.grid['udf'][mask]))
+        parts = [p for p in parts if p[0] is not None and len(p[0])]
+        if not parts:
+            return np.zeros((0, 3), np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return tuple(np.concatenate(a) for a in zip(*parts))
+
+    def mesh(self, key: int) -> SegmentMesh:
+        """Re-mesh segment `key` from stored corner values; stores and returns a SegmentMesh."""
+        seg = self.map.get(key)
+        ijk, sdf, udf = self._read_corners(seg)
+        lo, hi = corner_box(seg.ijk, self.seg_vox)
+        verts, faces, edges = marching_cubes_sparse(
+            torch.from_numpy(ijk), torch.from_numpy(sdf), self.voxel_size_m,
+            udf=torch.from_numpy(udf), udf_trim_m=self.udf_trim_m,
+            cube_mask_fn=cubes_in_box(tuple(lo), tuple(hi)), return_edge_ids=True)
+        seg.mesh_vertices = verts.numpy().astype(np.float32)
+        seg.mesh_faces = faces.numpy().astype(np.int32)
+        seg.grid['edges'] = edges.numpy()
+        seg.dirty['publish'] = seg.dirty['persist'] = True
+        return SegmentMesh(key, seg.mesh_vertices, seg.mesh_faces, seg.grid['edges'],
+                           seg.revision)
+
+    def stored_mesh(self, key: int) -> SegmentMesh:
+        """The last mesh of `key` without reloading an evicted segment into memory."""
+        seg = self.map.peek(key)
+        edges = seg.grid.get('edges', np.zeros(0, np.int64))
+        return SegmentMesh(key, seg.mesh_vertices, seg.mesh_faces, edges, seg.revision)
+
+    @staticmethod
+    def welded(meshes: list[SegmentMesh]) -> tuple[np.ndarray, np.ndarray]:
+        """Join segment meshes into one, merging border vertices by their global edge id."""
+        parts = [(torch.from_numpy(m.vertices), torch.from_numpy(m.faces.astype(np.int64)),
+                  torch.from_numpy(m.edge_ids)) for m in meshes if len(m.faces)]
+        if not parts:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
+        verts, faces, _ = weld_by_edge_ids(parts)
+        return verts.numpy(), faces.numpy()

@@ -11,4 +11,4 @@ lint: setup
 	.venv/bin/ruff check noksr_ros test bench launch scripts setup.py
 
 bench: setup
-	.venv/bin/python bench/bench_ingest.py
+	.venv/bin/python -m bench.bench_ingest

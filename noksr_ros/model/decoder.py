@@ -2,8 +2,8 @@
 Aggregation A: per-level neighbour features -> SDF and UDF at query points.
 
 Per level: each neighbour contributes [projected feature (8-d), Fourier encoding of
-(query - neighbour) / level scale] through a small residual MLP (-> `hidden`), weighted by inverse
-distance; levels are fused (sum, mean, concat or attentive pooling). Two MLP heads (SDF, UDF) then
+(query - neighbour) / level scale] through a linear layer and GELU (-> `hidden`), weighted by
+inverse distance, then a residual MLP; levels are fused (sum, mean, concat or attentive pooling). Two MLP heads (SDF, UDF) then
 predict corrections on top of a classical estimate from the finest level: the inverse-distance
 weighted signed point-to-plane distance of the neighbours (SDF) and the distance to the nearest
 neighbour (UDF). With zero-initialised head outputs an untrained model is exactly that classical
@@ -57,27 +57,33 @@ def _mlp(dims: list[int]) -> nn.Sequential:
 
 
 class LevelAggregator(nn.Module):
-    """Residual MLP over [feature, Fourier(rel)] of each neighbour, inverse-distance pooled."""
+    """
+    Per-neighbour [feature, Fourier(rel)] -> hidden, inverse-distance pooled, then a residual MLP.
+
+    The feature half of the first layer is applied once per level cell and gathered, and the
+    residual MLP runs after pooling, once per query: the per-neighbour work is one small matmul on
+    the Fourier encoding, which keeps the decoder affordable on a CPU.
+    """
 
     def __init__(self, channels: int, spec: DecoderSpec) -> None:
         super().__init__()
         self.proj = nn.Linear(channels, spec.feature_dim)
         self.freqs = spec.fourier_freqs
-        in_dim = spec.feature_dim + 3 + 6 * spec.fourier_freqs
-        self.inp = nn.Linear(in_dim, spec.hidden)
-        self.res = nn.Sequential(nn.GELU(), nn.Linear(spec.hidden, spec.hidden), nn.GELU(),
+        self.feat_in = nn.Linear(spec.feature_dim, spec.hidden)
+        self.rel_in = nn.Linear(3 + 6 * spec.fourier_freqs, spec.hidden, bias=False)
+        self.res = nn.Sequential(nn.Linear(spec.hidden, spec.hidden), nn.GELU(),
                                  nn.Linear(spec.hidden, spec.hidden))
 
     def forward(self, feats: torch.Tensor, level_xyz: torch.Tensor, scale_m: float,
                 query: torch.Tensor, nb: Neighbours) -> torch.Tensor:
         """(Q,hidden) pooled feature; zero for queries without a valid neighbour."""
-        proj = self.proj(feats)[nb.index]
+        per_cell = self.feat_in(self.proj(feats))
         rel = (query[:, None, :] - level_xyz[nb.index]) / scale_m
-        h = self.inp(torch.cat([proj, fourier(rel, self.freqs)], dim=-1))
-        h = h + self.res(h)
+        h = torch.nn.functional.gelu(per_cell[nb.index] + self.rel_in(fourier(rel, self.freqs)))
         w = torch.where(nb.mask, 1.0 / (nb.dist + 0.1 * scale_m), torch.zeros_like(nb.dist))
         w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        return (h * w[..., None]).sum(dim=1)
+        pooled = (h * w[..., None]).sum(dim=1)
+        return pooled + self.res(pooled)
 
 
 def classical_sdf(query: torch.Tensor, xyz: torch.Tensor, normals: torch.Tensor,

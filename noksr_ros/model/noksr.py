@@ -25,15 +25,15 @@ from noksr_ros.model.neighbours import Neighbours, knn_neighbours, serialization
 class ModelSpec:
     """Everything that defines the network's shape and its neighbour search."""
 
-    grid_m: float = 0.05
+    grid_m: float = 0.1
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     decoder: DecoderSpec = field(default_factory=DecoderSpec)
-    windows: tuple[int, ...] = (16, 8, 8, 8)
+    windows: tuple[int, ...] = (12, 8, 6, 6)
     radius_cells: float = 3.0
     search_curves: tuple[str, ...] = ('z', 'z-trans')
     neighbour_mode: str = 'serialization'
     knn_k: int = 8
-    prior_sigma_m: float = 0.08
+    prior_sigma_m: float = 0.12
     clamp_m: float = 0.6
     margin_m: float = 2.0
     query_chunk: int = 8192

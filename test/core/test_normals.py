@@ -1,0 +1,158 @@
+"""kNN-PCA normals oriented toward the sensor."""
+
+import numpy as np
+import pytest
+
+from noksr_ros.normals import NormalsResult, estimate_normals, estimate_normals_scan
+
+
+def grid_plane(n_side: int = 40, spacing_m: float = 0.1, z_m: float = 0.0,
+               noise_m: float = 0.0, seed: int = 0) -> np.ndarray:
+    """(n_side^2, 3) float32 points on the plane z = z_m, centred on the origin in x and y."""
+    rng = np.random.default_rng(seed)
+    ax = (np.arange(n_side) - n_side / 2) * spacing_m
+    x, y = np.meshgrid(ax, ax)
+    z = z_m + rng.normal(0.0, noise_m, x.shape) if noise_m else np.full(x.shape, z_m)
+    return np.stack([x, y, z], axis=-1).reshape(-1, 3).astype(np.float32)
+
+
+def fibonacci_sphere(n: int, radius_m: float) -> np.ndarray:
+    """(n,3) float32 points spread evenly on a sphere centred on the origin."""
+    i = np.arange(n) + 0.5
+    polar = np.arccos(1.0 - 2.0 * i / n)
+    azim = np.pi * (1.0 + 5.0 ** 0.5) * i
+    dirs = np.stack([np.sin(polar) * np.cos(azim), np.sin(polar) * np.sin(azim),
+                     np.cos(polar)], axis=1)
+    return (radius_m * dirs).astype(np.float32)
+
+
+def test_plane_normals_point_up_to_a_sensor_above():
+    pts = grid_plane(noise_m=0.002)
+    res = estimate_normals(pts, np.array([0.0, 0.0, 10.0]), knn=16)
+    assert isinstance(res, NormalsResult)
+    assert res.normals.dtype == np.float32 and res.keep.dtype == bool
+    assert res.keep.all() and res.normals.shape == pts.shape
+    assert np.all(res.normals[:, 2] > 0.99)
+    np.testing.assert_allclose(np.linalg.norm(res.normals, axis=1), 1.0, atol=1e-5)
+
+
+def test_plane_normals_flip_toward_a_sensor_below():
+    res = estimate_normals(grid_plane(), np.array([0.3, -0.2, -5.0]), knn=8)
+    assert res.keep.all() and np.all(res.normals[:, 2] < -0.999)
+
+
+def test_sphere_normals_face_the_sensor_at_the_centre():
+    pts = fibonacci_sphere(4000, 5.0)
+    res = estimate_normals_scan(pts, knn=12)
+    assert res.keep.all()
+    inward = -pts / np.linalg.norm(pts, axis=1, keepdims=True)
+    assert np.min(np.einsum('ij,ij->i', res.normals, inward)) > 0.99
+
+
+def test_per_point_origins_orient_each_point_by_its_own_sensor():
+    pts = grid_plane(20)
+    origins = np.zeros((len(pts), 3))
+    origins[:, 2] = np.where(np.arange(len(pts)) % 2 == 0, 5.0, -5.0)
+    res = estimate_normals(pts, origins, knn=8)
+    assert res.keep.all()
+    np.testing.assert_allclose(res.normals[:, 2], np.sign(origins[:, 2]), atol=1e-4)
+
+
+def test_grazing_points_are_dropped_at_the_incidence_limit():
+    pts = grid_plane(201, 0.25)  # 50 m square ground
+    height_m = 1.8
+    res = estimate_normals(pts, np.array([0.0, 0.0, height_m]), knn=9, max_incidence_deg=80.0)
+    horizontal = np.linalg.norm(pts[:, :2], axis=1)
+    limit = height_m * np.tan(np.deg2rad(80.0))
+    clear = np.abs(horizontal - limit) > 0.05  # avoid float ties at the boundary
+    np.testing.assert_array_equal(res.keep[clear], horizontal[clear] < limit)
+    assert len(res.normals) == res.keep.sum()
+
+
+def test_nan_rows_are_dropped_and_the_mask_stays_aligned():
+    pts = grid_plane(20)
+    pts[[3, 50, 77]] = np.nan
+    pts[10, 1] = np.inf
+    res = estimate_normals(pts, np.array([0.0, 0.0, 3.0]), knn=8)
+    assert not res.keep[[3, 10, 50, 77]].any()
+    assert res.keep.sum() == len(pts) - 4 == len(res.normals)
+
+
+def test_empty_and_tiny_inputs_give_empty_results():
+    res = estimate_normals(np.zeros((0, 3), np.float32), np.zeros(3))
+    assert res.normals.shape == (0, 3) and res.keep.shape == (0,)
+    two = np.array([[0, 0, 0], [1, 0, 0]], np.float32)
+    res = estimate_normals(two, np.array([0.0, 0.0, 1.0]))
+    assert res.normals.shape == (0, 3) and not res.keep.any()
+
+
+def test_collinear_and_coincident_neighbourhoods_are_degenerate():
+    line = np.c_[np.linspace(0, 5, 50), np.zeros(50), np.zeros(50)].astype(np.float32)
+    assert not estimate_normals(line, np.array([0.0, 0.0, 5.0]), knn=8).keep.any()
+    same = np.ones((10, 3), np.float32)
+    assert not estimate_normals(same, np.zeros(3), knn=8).keep.any()
+
+
+def test_a_point_at_the_sensor_origin_is_dropped():
+    pts = grid_plane(10)
+    origins = pts.astype(np.float64) + [0.0, 0.0, 2.0]
+    origins[0] = pts[0]
+    res = estimate_normals(pts, origins, knn=8, max_incidence_deg=90.0)
+    assert not res.keep[0] and res.keep[1:].all()
+
+
+def test_neighbour_radius_drops_isolated_points():
+    pts = np.concatenate([grid_plane(20), [[50.0, 50.0, 0.0]]]).astype(np.float32)
+    origin = np.array([0.0, 0.0, 10.0])
+    res = estimate_normals(pts, origin, knn=8, max_neighbor_dist_m=0.5)
+    assert not res.keep[-1] and res.keep[:-1].all()
+    assert estimate_normals(pts, origin, knn=8).keep[-1]  # no radius: far neighbours count
+
+
+def test_closed_form_solver_matches_lapack_eigh():
+    rng = np.random.default_rng(3)
+    pts = rng.normal(size=(3000, 3)).astype(np.float32) * np.float32([5.0, 3.0, 0.4])
+    origin = np.array([1.0, 2.0, 20.0])
+    fast = estimate_normals(pts, origin, knn=16, max_incidence_deg=90.0)
+    ref = estimate_normals(pts, origin, knn=16, max_incidence_deg=90.0, solver='eigh')
+    both = fast.keep & ref.keep
+    assert both.sum() > 0.99 * len(pts)
+    fast_n = np.zeros_like(pts)
+    ref_n = np.zeros_like(pts)
+    fast_n[fast.keep], ref_n[ref.keep] = fast.normals, ref.normals
+    np.testing.assert_allclose(fast_n[both], ref_n[both], atol=2e-3)
+
+
+def test_precision_far_from_the_frame_origin():
+    offset = np.array([4000.0, -3000.0, 50.0])
+    pts = grid_plane(30, 0.05, noise_m=0.0005).astype(np.float64) + offset
+    res = estimate_normals(pts, offset + [0.0, 0.0, 2.0], knn=16)
+    assert res.keep.all() and np.all(res.normals[:, 2] > 0.99)
+
+
+def test_scan_helper_uses_the_sensor_frame_origin():
+    pts = grid_plane(20, z_m=-1.5, noise_m=0.001)
+    a = estimate_normals_scan(pts, knn=8)
+    b = estimate_normals(pts, np.zeros(3), knn=8)
+    np.testing.assert_array_equal(a.keep, b.keep)
+    np.testing.assert_array_equal(a.normals, b.normals)
+    assert np.all(a.normals[:, 2] > 0.99)
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'knn': 2}, {'knn': 8.5}, {'max_incidence_deg': 0.0}, {'max_incidence_deg': 95.0},
+    {'max_neighbor_dist_m': -1.0}, {'solver': 'svd'},
+])
+def test_bad_parameters_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        estimate_normals(grid_plane(5), np.zeros(3), **kwargs)
+
+
+@pytest.mark.parametrize('points, origins', [
+    (np.zeros((5, 2)), np.zeros(3)),
+    (np.zeros((5, 3)), np.zeros((4, 3))),
+    (np.zeros((5, 3)), np.array([0.0, np.nan, 0.0])),
+])
+def test_bad_shapes_are_rejected(points, origins):
+    with pytest.raises(ValueError):
+        estimate_normals(points, origins)

@@ -1,4 +1,5 @@
-"""Scan ingest throughput: PointCloud2 -> filtered numpy -> map-local -> SegmentMap.integrate.
+"""
+Scan ingest throughput: PointCloud2 -> filtered numpy -> map-local -> SegmentMap.integrate.
 
 Scans come from the project's LiDAR simulator on a generated town (64 beams x 1800 azimuths,
 ~105k points after dropouts, point_step 16 like the CARLA bridge), serialised as real PointCloud2

@@ -3,10 +3,10 @@ Aggregation A: per-level neighbour features -> SDF and UDF at query points.
 
 Per level: each neighbour contributes [projected feature (8-d), Fourier encoding of
 (query - neighbour) / level scale] through a linear layer and GELU (-> `hidden`), weighted by
-inverse distance, then a residual MLP; levels are fused (sum, mean, concat or attentive pooling). Two MLP heads (SDF, UDF) then
-predict corrections on top of a classical estimate from the finest level: the inverse-distance
-weighted signed point-to-plane distance of the neighbours (SDF) and the distance to the nearest
-neighbour (UDF). With zero-initialised head outputs an untrained model is exactly that classical
+inverse distance, then a residual MLP; levels are fused (sum, mean, concat or attentive
+pooling). Two MLP heads (SDF, UDF) then predict corrections on top of a classical estimate: the
+Gaussian-weighted signed point-to-plane distance of the finest level with neighbours (SDF) and
+the distance to the nearest cell (UDF). With zero-initialised head outputs an untrained model is exactly that classical
 estimate, so training on a 2-core CPU starts from a usable surface and only learns corrections.
 """
 

@@ -7,7 +7,8 @@ inverse distance, then a residual MLP; levels are fused (sum, mean, concat or at
 pooling). Two MLP heads (SDF, UDF) then predict corrections on top of a classical estimate: the
 Gaussian-weighted signed point-to-plane distance of the finest level with neighbours (SDF) and
 the distance to the nearest cell (UDF). With zero-initialised head outputs an untrained model is
-exactly that classical estimate, so training on a 2-core CPU starts from a usable surface and only learns corrections.
+exactly that classical estimate, so training on a 2-core CPU starts from a usable surface and
+only learns corrections.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ test: setup
 	bash scripts/run_tests.sh
 
 lint: setup
-	.venv/bin/ruff check noksr_ros test bench launch scripts setup.py
+	.venv/bin/ruff check .
 
 bench: setup
 	.venv/bin/python -m bench.bench_ingest

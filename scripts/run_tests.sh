@@ -11,7 +11,7 @@ VENV="${NOKSR_VENV:-$ROOT/.venv}"
 cd "$ROOT"
 
 echo '[test] ruff'
-"$VENV/bin/ruff" check noksr_ros test bench launch scripts setup.py
+"$VENV/bin/ruff" check .
 
 TMP_ROS="$(mktemp -d -t noksr-ros-XXXXXX)"
 trap 'rm -rf "$TMP_ROS"' EXIT

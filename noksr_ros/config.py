@@ -85,8 +85,14 @@ class MeshingConfig:
     """Marching cubes on the sparse SDF grid."""
 
     voxel_size_m: float = _f(0.1, 'Edge of a meshing voxel.', lo=0.005, hi=2.0)
-    udf_trim_m: float = _f(0.1, 'Faces whose vertices are predicted farther than this from any '
-                           'surface are removed.', lo=0.0)
+    udf_trim_m: float = _f(0.3, 'Faces with a vertex farther than this from the data are removed '
+                           '(see trim_source).', lo=0.0)
+    trim_source: str = _f('points', "Distance used for trimming: 'points' (exact distance to the "
+                          "nearest input point, identical on both sides of a segment face) or "
+                          "'learned' (the UDF head; fills larger gaps, may differ at seams).",
+                          choices=('points', 'learned'))
+    dilation_voxels: int = _f(2, 'Corners within this many voxels of a point are evaluated.',
+                              lo=0, hi=8)
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,22 @@ class Reconstructor:
         self.latest_stamp_s = -np.inf
         self.scans = 0
 
+    @property
+    def halo_m(self) -> float:
+        """
+        Halo actually used: the configured one, widened when needed.
+
+        Corner activity and the trimming distance depend on points that far away, so they are
+        exact at segment faces only with a halo at least this wide.
+        """
+        mesh = self.config.meshing
+        return max(self.config.mapping.halo_m, (mesh.dilation_voxels + 2) * mesh.voxel_size_m,
+                   2 * mesh.udf_trim_m + mesh.voxel_size_m)
+
     def _make_mesher(self) -> SegmentMesher:
-        return SegmentMesher(self.map, self.seg_vox, self.config.meshing.voxel_size_m,
-                             self.config.meshing.udf_trim_m)
+        mesh = self.config.meshing
+        return SegmentMesher(self.map, self.seg_vox, mesh.voxel_size_m, mesh.udf_trim_m,
+                             mesh.trim_source, mesh.dilation_voxels)
 
     def _start_map(self, first_pose: np.ndarray) -> None:
         """Create the map with its origin at the first sensor position."""
@@ -98,8 +111,7 @@ class Reconstructor:
     def _dirty_halo_neighbours(self, local: np.ndarray, stamp_s: float) -> None:
         """Segments whose halo received points must be recomputed too (their context changed)."""
         cfg = self.config.mapping
-        reach = max(cfg.halo_m, 3 * self.config.meshing.voxel_size_m)
-        for ijk in halo_segments(local, cfg.segment_size_m, reach):
+        for ijk in halo_segments(local, cfg.segment_size_m, self.halo_m):
             self.map.touch(int(key_from_ijk(ijk, cfg.curve)), ijk, stamp_s)
 
     def pending(self, force: bool = False) -> list[int]:
@@ -122,7 +134,7 @@ class Reconstructor:
             t0 = time.perf_counter()
             revision = self.map.get(key).revision
             remesh |= self.mesher.compute_corners(key, self.model, self.device,
-                                                  self.config.mapping.halo_m)
+                                                  self.halo_m)
             self.map.mark_clean(key, 'reconstruct', revision)
             result.reconstructed.append(key)
             result.network_s += time.perf_counter() - t0
@@ -154,12 +166,17 @@ class Reconstructor:
             return []
         return [self.mesher.stored_mesh(k) for k in self.map.keys()]
 
+    def full_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every segment's mesh (memory and store) welded into one: (V,3) float64 map frame, F."""
+        if self.map is None:
+            return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+        vertices, faces = self.mesher.welded(self.meshes())
+        return vertices.astype(np.float64) + self.origin_m, faces
+
     def export_mesh(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """Weld every segment's mesh and write one PLY in the map frame; returns (V, F)."""
+        """Write `full_mesh()` as one PLY in the map frame; returns (V, F)."""
         from noksr_ros.io.ply import write_ply
 
-        vertices, faces = self.mesher.welded(self.meshes())
-        vertices = vertices.astype(np.float64) + (self.origin_m if self.origin_m is not None
-                                                  else 0.0)
+        vertices, faces = self.full_mesh()
         write_ply(path, vertices, faces)
         return vertices, faces

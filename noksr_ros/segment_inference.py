@@ -8,9 +8,25 @@ long drive never accumulates cached blocks.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 import torch
 
 from noksr_ros.model.noksr import NoksrModel
+
+
+def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: float,
+                   cap_m: float) -> np.ndarray:
+    """
+    (M,) float32 distance from each corner to the nearest input point, capped at `cap_m`.
+
+    Exact, hence identical for a corner whoever computes it, as long as the points within `cap_m`
+    are all present: the seam-safe trimming field.
+    """
+    if len(corners_ijk) == 0 or len(points) == 0:
+        return np.full(len(corners_ijk), cap_m, np.float32)
+    tree = cKDTree(np.asarray(points, np.float64))
+    dist, _ = tree.query(corners_ijk * voxel_size_m, distance_upper_bound=cap_m, workers=-1)
+    return np.minimum(dist, cap_m).astype(np.float32)
 
 
 def corner_values(model: NoksrModel, points: np.ndarray, normals: np.ndarray,

@@ -26,9 +26,7 @@ from noksr_ros.segment_grid import (
     face_corners,
     owned,
 )
-from noksr_ros.segment_inference import corner_values
-
-DILATION_VOXELS = 1
+from noksr_ros.segment_inference import corner_values, point_distance
 
 
 @dataclass
@@ -50,9 +48,11 @@ class SegmentMesher:
     """Corner values and meshes of the segments of one SegmentMap."""
 
     def __init__(self, segment_map: SegmentMap, seg_vox: int, voxel_size_m: float,
-                 udf_trim_m: float) -> None:
+                 udf_trim_m: float, trim_source: str = 'points', dilation_voxels: int = 2) -> None:
         self.map, self.seg_vox = segment_map, seg_vox
         self.voxel_size_m, self.udf_trim_m = voxel_size_m, udf_trim_m
+        self.trim_field = 'dist' if trim_source == 'points' else 'udf'
+        self.dilation_voxels = dilation_voxels
 
     def _existing(self, ijk: np.ndarray, offsets: np.ndarray) -> list[int]:
         keys = [int(k) for k in key_from_ijk(ijk[None] + offsets, self.map.curve)]
@@ -66,22 +66,25 @@ class SegmentMesher:
         points = np.concatenate([seg.points, halo_pts])
         normals = np.concatenate([seg.normals, halo_nrm])
         lo, hi = corner_box(seg.ijk, self.seg_vox)
-        corners = owned(active_corners(points, self.voxel_size_m, DILATION_VOXELS), lo, hi)
+        corners = owned(active_corners(points, self.voxel_size_m, self.dilation_voxels), lo, hi)
         sdf, udf = corner_values(model, points, normals, corners, self.voxel_size_m, device)
-        seg.grid.update(ijk=corners, sdf=sdf.astype(np.float32), udf=udf.astype(np.float32))
+        dist = point_distance(points, corners, self.voxel_size_m, 2 * self.udf_trim_m + 1e-3)
+        seg.grid.update(ijk=corners, sdf=sdf.astype(np.float32), udf=udf.astype(np.float32),
+                        dist=dist)
         seg.dirty['persist'] = True
         return {key, *self._existing(seg.ijk, READER_OFFSETS)}
 
     def _read_corners(self, seg: Segment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo, hi = corner_box(seg.ijk, self.seg_vox)
-        parts = [(seg.grid.get('ijk'), seg.grid.get('sdf'), seg.grid.get('udf'))]
+        field = self.trim_field
+        parts = [(seg.grid.get('ijk'), seg.grid.get('sdf'), seg.grid.get(field))]
         for nkey in self._existing(seg.ijk, READ_OFFSETS):
             other = self.map.get(nkey)
             if 'ijk' not in other.grid:
                 continue
             mask = face_corners(other.grid['ijk'], lo, hi)
             parts.append((other.grid['ijk'][mask], other.grid['sdf'][mask],
-                          other.grid['udf'][mask]))
+                          other.grid[field][mask]))
         parts = [p for p in parts if p[0] is not None and len(p[0])]
         if not parts:
             return np.zeros((0, 3), np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)

@@ -298,12 +298,15 @@ class SegmentMap:
             segment.dirty['persist'] = was_dirty
             raise
 
-    def evict_far(self, center_m: np.ndarray, keep_radius_m: float) -> list[int]:
+    def evict_far(self, center_m: np.ndarray, keep_radius_m: float,
+                  keep_dirty: tuple[str, ...] = ('reconstruct',)) -> list[int]:
         """
         Write segments farther than `keep_radius_m` from `center_m` to the store, drop them.
 
         Distance: 3D, from `center_m` (3,) map-local metres to each segment cube's centre.
-        Returns the evicted keys (sorted). Without a store nothing is evicted.
+        Segments with a `keep_dirty` consumer bit set stay in memory: `dirty_keys` only sees
+        loaded segments, so evicting pending work would lose it. Returns the evicted keys
+        (sorted). Without a store nothing is evicted.
         """
         center = np.asarray(center_m, dtype=np.float64).reshape(-1)
         if center.shape != (3,) or not np.isfinite(center).all():
@@ -315,7 +318,10 @@ class SegmentMap:
         keys = np.array(sorted(self._segments), dtype=np.int64)
         ijk = np.stack([self._segments[int(k)].ijk for k in keys])
         dist = np.linalg.norm((ijk + 0.5) * self._size - center, axis=1)
-        evicted = [int(k) for k in keys[dist > keep_radius_m]]
+        for consumer in keep_dirty:
+            check_consumer(consumer)
+        evicted = [int(k) for k in keys[dist > keep_radius_m]
+                   if not any(self._segments[int(k)].dirty.get(c, False) for c in keep_dirty)]
         for key in evicted:
             segment = self._segments[key]
             if segment.dirty.get('persist', True) or not self._store.contains(key):

@@ -97,7 +97,10 @@ class NoksrModel(nn.Module):
             raise ValueError('cannot encode an empty point cloud')
         if not bool(torch.isfinite(points).all() & torch.isfinite(normals).all()):
             raise ValueError('points and normals must be finite (drop NaN/Inf rows first)')
-        origin = points.min(dim=0).values - self.spec.margin_m
+        # Align the local frame to the coarsest cell so that two segments seeing the same points
+        # build the same cells at every level (their meshes then agree across the shared face).
+        top = self.spec.grid_m * 2 ** (self.spec.backbone.num_levels - 1)
+        origin = torch.floor((points.min(dim=0).values - self.spec.margin_m) / top) * top
         local = points - origin
         levels, inv = build_pyramid(local, self.spec.grid_m, self.spec.backbone.num_levels)
         m0 = levels[0].size

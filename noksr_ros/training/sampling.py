@@ -20,7 +20,8 @@ class CropSpec:
     """Sizes of one training crop and its queries (noksr.md, scaled to a 2-core CPU)."""
 
     size_m: float = 12.8
-    max_points: int = 60_000
+    halo_m: float = 1.0
+    max_points: int = 800_000
     near_queries: int = 6000
     band_queries: int = 6000
     surface_queries: int = 3000
@@ -79,7 +80,8 @@ class TrainingScene:
         """A random crop centred on an input point; None if it is too sparse to learn from."""
         centre = self.points[rng.integers(len(self.points))]
         half = spec.size_m / 2
-        idx = self.tree.query_ball_point(centre, half * np.sqrt(3), p=np.inf)
+        # A segment-sized cube plus its halo, at full density, exactly like a Reconstructor input.
+        idx = self.tree.query_ball_point(centre, half + spec.halo_m, p=np.inf)
         idx = np.asarray(idx, dtype=np.int64)
         if len(idx) < 500:
             return None

@@ -18,11 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_every_field_has_help_and_a_unit_or_is_unitless_by_nature():
     unitless = ('max_points', 'knn', 'curve', 'checkpoint', 'device', 'neighbours', 'store_dir',
-                'topic', 'frame', 'max_scan_bytes', 'max_segments_per_update')
+                'topic', 'frame', 'max_scan_bytes', 'max_segments_per_update', 'trim_source')
     for spec in field_specs():
         assert spec.help.endswith('.'), spec.name
         key = spec.name.split('.', 1)[1]
-        assert key.endswith(('_m', '_s', '_deg', '_hz')) or any(u in key for u in unitless), key
+        units = ('_m', '_s', '_deg', '_hz', '_voxels')
+        assert key.endswith(units) or any(u in key for u in unitless), key
 
 
 def test_nested_dotted_and_ros_yaml_give_the_same_config(tmp_path):

@@ -353,7 +353,9 @@ def test_evict_and_reload_round_trip(tmp_path):
     seg_map.mark_clean(key, 'publish')
     snapshot = {k: Segment.from_arrays({n: a.copy() for n, a in s.to_arrays().items()})
                 for k, s in ((k, seg_map.get(k)) for k in seg_map.keys())}
-    evicted = seg_map.evict_far(np.array([100.0, 0.0, 0.0]), keep_radius_m=10.0)
+    # Segments still waiting for reconstruction are kept: evicting them would lose the work.
+    assert seg_map.evict_far(np.array([100.0, 0.0, 0.0]), keep_radius_m=10.0) == []
+    evicted = seg_map.evict_far(np.array([100.0, 0.0, 0.0]), keep_radius_m=10.0, keep_dirty=())
     assert evicted == sorted(snapshot)
     stats = seg_map.stats()
     assert stats.segments_in_memory == 0 and stats.segments_evicted == len(snapshot)
@@ -361,7 +363,7 @@ def test_evict_and_reload_round_trip(tmp_path):
         before.dirty['persist'] = False  # saving is what persisting means
         assert_same_segment(seg_map.get(k), before)
     # An evicted segment comes back before new points are capped against it.
-    seg_map.evict_far(np.array([100.0, 0.0, 0.0]), keep_radius_m=10.0)
+    seg_map.evict_far(np.array([100.0, 0.0, 0.0]), keep_radius_m=10.0, keep_dirty=())
     capped = seg_map.stats().points_capped
     assert seg_map.integrate(pts[:100], up_normals(100), 6.0) == set()
     assert seg_map.stats().points_capped == capped + 100
@@ -376,6 +378,8 @@ def test_evict_keeps_near_segments_and_needs_a_store(tmp_path):
         no_store.flush()
     seg_map = make_map(tmp_path)
     seg_map.integrate(pts, up_normals(2), 0.0)
+    for key in seg_map.keys():
+        seg_map.mark_clean(key, 'reconstruct')
     evicted = seg_map.evict_far(np.array([2.0, 2.0, 2.0]), 30.0)
     assert evicted == [key_from_ijk(np.array([10, 0, 0]))]
     assert seg_map.loaded_keys() == [key_from_ijk(np.zeros(3, int))]

@@ -74,6 +74,9 @@ class TrainingScene:
         ans = self.raycast.compute_closest_points(o3d.core.Tensor(pts.astype(np.float32)))
         surf = ans['points'].numpy()
         normals = ans['primitive_normals'].numpy()
+        # Degenerate (zero-area) GT triangles have NaN normals: never let them into a crop.
+        ok = np.all(np.isfinite(surf), axis=1) & np.all(np.isfinite(normals), axis=1)
+        surf, normals = surf[ok], normals[ok]
         return surf[:n].astype(np.float32), normals[:n].astype(np.float32)
 
     def sample_crop(self, spec: CropSpec, rng: np.random.Generator) -> Crop | None:
@@ -95,5 +98,7 @@ class TrainingScene:
         anchor = points[rng.integers(len(points), size=spec.band_queries)]
         band = anchor + rng.uniform(-spec.band_m, spec.band_m, anchor.shape).astype(np.float32)
         queries = np.concatenate([near, band]).astype(np.float32)
+        sdf = self.signed_distance(queries)
+        finite = np.isfinite(sdf)
         surface = surf[rng.permutation(len(surf))[:spec.surface_queries]]
-        return Crop(points, normals, queries, self.signed_distance(queries), surface)
+        return Crop(points, normals, queries[finite], sdf[finite], surface)

@@ -80,6 +80,7 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=spec.lr)
         self.rng = np.random.default_rng(spec.seed)
         self.step = 0
+        self.skipped_steps = 0
         self.log_path = self.out_dir / 'train_log.jsonl'
 
     @property
@@ -120,10 +121,18 @@ class Trainer:
         terms = crop_losses(self.model, self._next_crop(), self.weights, self.device)
         self.opt.zero_grad(set_to_none=True)
         terms['total'].backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-        self.opt.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        # A non-finite loss or gradient would poison every weight through Adam: skip the update
+        # (the step still counts, so a bad crop cannot stall a run) and report it in the log.
+        finite = bool(torch.isfinite(terms['total'])) and bool(torch.isfinite(grad_norm))
+        if finite:
+            self.opt.step()
+        else:
+            self.skipped_steps += 1
         self.step += 1
-        return {k: float(v.detach()) for k, v in terms.items()}
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out['skipped_steps'] = self.skipped_steps
+        return out
 
     def run(self, on_log: Callable[[dict], None] | None = None) -> Path:
         """Train until `spec.steps`; checkpoints every `checkpoint_every` steps and at the end."""

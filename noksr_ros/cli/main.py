@@ -163,7 +163,7 @@ def evaluate(
     for r in rows:
         table.add_row(*[f'{r[c]:.2f}' if isinstance(r[c], float) else str(r[c])
                         for c in columns])
-    Console().print(table)
+    Console(width=160).print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({'rows': rows, 'overrides': overrides}, indent=2))
     typer.echo(f'wrote {out}')

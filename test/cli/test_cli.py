@@ -52,3 +52,41 @@ def test_config_command_validates_and_explains(tmp_path):
 def test_simulate_refuses_bad_arguments(tmp_path):
     bad = noksr('simulate', '--seed', 1, '--out', tmp_path, '--storage', 'zip', check=False)
     assert bad.returncode == 2 and 'storage' in bad.stderr
+
+
+def test_reconstruct_turns_a_bag_into_a_mesh_near_the_ground_truth(tmp_path):
+    from scipy.spatial import cKDTree
+
+    from noksr_ros.io.ply import read_ply
+    drive = tmp_path / 'drive'
+    noksr('simulate', '--seed', 6, '--out', drive, '--length-m', 1.5, '--speed-mps', 10)
+    mesh = tmp_path / 'mesh.ply'
+    proc = noksr('reconstruct', '--bag', drive / 'drive.mcap', '--out', mesh,
+                 '--set', 'ingest.max_range_m=6', '--set', 'mapping.segment_size_m=6.4')
+    assert 'faces' in proc.stdout
+    vertices, faces = read_ply(mesh)
+    assert len(faces) > 1000
+    gt_v, gt_f = read_ply(drive / 'gt_mesh.ply')
+    import open3d as o3d
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(gt_v.astype(np.float32)),
+                        o3d.core.Tensor(gt_f.astype(np.uint32)))
+    dist = scene.compute_distance(o3d.core.Tensor(vertices.astype(np.float32))).numpy()
+    assert np.median(dist) < 0.05 and np.mean(dist < 0.2) > 0.9
+    assert cKDTree(vertices).query(drive_origin(drive))[0] < 8.0
+
+
+def drive_origin(drive):
+    with np.load(sorted((drive / 'npz').glob('scan_*.npz'))[0], allow_pickle=False) as scan:
+        return scan['T_map_sensor'][:3, 3]
+
+
+def test_reconstruct_needs_exactly_one_source_and_a_valid_checkpoint(tmp_path):
+    proc = noksr('reconstruct', '--out', tmp_path / 'm.ply', check=False)
+    assert proc.returncode == 2 and 'exactly one of --bag' in proc.stderr
+    bad = tmp_path / 'bad.pt'
+    bad.write_bytes(b'not a checkpoint')
+    drive = tmp_path / 'none'
+    proc = noksr('reconstruct', '--npz', drive, '--out', tmp_path / 'm.ply',
+                 '--set', f'model.checkpoint={bad}', check=False)
+    assert proc.returncode == 2 and 'error:' in proc.stderr

@@ -6,7 +6,7 @@ import torch
 
 from noksr_ros.errors import CheckpointError
 from noksr_ros.model.backbone import BackboneSpec
-from noksr_ros.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from noksr_ros.model.checkpoint import SHIPPED, load_model, read_checkpoint, save_checkpoint
 from noksr_ros.model.decoder import DecoderSpec, fourier
 from noksr_ros.model.levels import build_pyramid
 from noksr_ros.model.neighbours import knn_neighbours, recall, serialization_neighbours
@@ -174,3 +174,18 @@ def test_a_pickle_with_code_in_it_is_refused(tmp_path, capsys):
     with pytest.raises(CheckpointError, match='refused'):
         read_checkpoint(path)
     assert 'code ran' not in capsys.readouterr().out
+
+
+def test_the_shipped_checkpoint_loads_safely_and_says_how_it_was_trained():
+    assert SHIPPED.is_file() and SHIPPED.stat().st_size < 20_000_000
+    model, meta = load_model()
+    assert meta['command'].startswith('noksr train') and meta['steps'] > 0
+    # A flat oriented patch: the trained SDF still changes sign across it.
+    g = torch.linspace(-1, 1, 60)
+    xy = torch.cartesian_prod(g, g)
+    pts = torch.cat([xy, torch.zeros(len(xy), 1)], 1)
+    nrm = torch.zeros_like(pts)
+    nrm[:, 2] = 1
+    with torch.no_grad():
+        sdf, _ = model(pts, nrm, torch.tensor([[0.0, 0.0, 0.15], [0.0, 0.0, -0.15]]))
+    assert sdf[0] < 0 < sdf[1]

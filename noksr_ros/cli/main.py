@@ -105,7 +105,7 @@ def reconstruct(
     set_: list[str] = typer.Option([], '--set', help='Override, e.g. model.device=cuda.'),
     update_every: int = typer.Option(20, help='Reconstruct dirty segments every N scans.'),
 ) -> None:
-    """Reconstruct a whole drive (bag or npz) into one mesh, batch mode."""
+    """Reconstruct a whole drive (bag or npz) into one mesh (batch mode) plus OUT.json timings."""
     from noksr_ros.config import load_config, parse_set_options
     from noksr_ros.offline import bag_source, model_from_config, npz_source, reconstruct_drive
 
@@ -119,6 +119,14 @@ def reconstruct(
                                    update_every_scans=update_every)
     except (NoksrError, ValueError, OSError) as exc:
         _fail(exc)
+    import json
+
+    timings = out.with_suffix('.json')
+    timings.write_text(json.dumps({
+        'mesh': str(out), 'vertices': len(result.vertices), 'faces': len(result.faces),
+        'scans': result.scans, 'points_kept': result.points_kept, 'segments': result.segments,
+        'wall_s': result.wall_s, 'network_s': result.network_s, 'meshing_s': result.meshing_s,
+        'scans_per_s': result.scans / result.wall_s if result.wall_s > 0 else None}, indent=2))
     typer.echo(f'wrote {out}: {len(result.vertices)} vertices, {len(result.faces)} faces from '
                f'{result.scans} scans ({result.points_kept} points kept, {result.segments} '
                f'segments) in {result.wall_s:.1f} s (network {result.network_s:.1f} s, meshing '

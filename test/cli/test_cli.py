@@ -65,6 +65,9 @@ def test_reconstruct_turns_a_bag_into_a_mesh_near_the_ground_truth(tmp_path):
                  '--set', 'ingest.max_range_m=6', '--set', 'mapping.segment_size_m=6.4')
     assert 'faces' in proc.stdout
     vertices, faces = read_ply(mesh)
+    timings = json.loads(mesh.with_suffix('.json').read_text())
+    assert timings['faces'] == len(faces) and timings['scans'] >= 1
+    assert 0 < timings['network_s'] < timings['wall_s']
     assert len(faces) > 1000
     gt_v, gt_f = read_ply(drive / 'gt_mesh.ply')
     import open3d as o3d

@@ -15,6 +15,7 @@ from noksr_ros.data.npz_drive import NpzDriveError, iter_npz_drive, load_scan, s
 from noksr_ros.data.town import generate_town
 from noksr_ros.data.trajectory import Trajectory
 from noksr_ros.errors import NoksrError
+from noksr_ros.io.bag import BagDriveReader
 
 SMALL_LIDAR = LidarSpec(azimuth_steps=300)
 
@@ -92,9 +93,8 @@ def test_npz_scans_are_plain_arrays_on_the_gt_surface(drive: DriveSummary) -> No
 
 
 def test_bag_matches_the_npz_scans(drive: DriveSummary) -> None:
-    bag_module = pytest.importorskip('noksr_ros.io.bag')
     assert drive.bag_path is not None and drive.bag_path.exists()
-    scans = list(bag_module.BagDriveReader(drive.bag_path))
+    scans = list(BagDriveReader(drive.bag_path))
     stored = list(iter_npz_drive(drive.npz_dir))
     assert len(scans) == len(stored) == drive.num_scans
     for scan, (stamp, points, intensity, t_map_sensor) in zip(scans, stored):

@@ -39,13 +39,6 @@ class MethodRun:
     peak_rss_mb: float
 
 
-def _scans(drive: Path):
-    from noksr_ros.data.npz_drive import iter_npz_drive
-
-    for _, points, _, pose in iter_npz_drive(drive):
-        yield points, pose
-
-
 def _run_method(method: str, drive: str, overrides: dict[str, Any]) -> MethodRun:
     """Body of the child process: build one method's mesh of one drive."""
     from noksr_ros.config import NoksrConfig
@@ -61,9 +54,11 @@ def _run_method(method: str, drive: str, overrides: dict[str, Any]) -> MethodRun
         vertices, faces = result.vertices, result.faces
     elif method.startswith('tsdf_'):
         from noksr_ros.evaluation.baselines import tsdf_fusion
+        from noksr_ros.offline import npz_source
 
         size = {'tsdf_10cm': 0.10, 'tsdf_5cm': 0.05}[method]
-        vertices, faces = tsdf_fusion(_scans(Path(drive)), size,
+        scans = ((points, pose) for _, points, pose in npz_source(drive).scans)
+        vertices, faces = tsdf_fusion(scans, size,
                                       max_range_m=cfg.ingest.max_range_m)
     elif method == 'poisson':
         from noksr_ros.evaluation.baselines import poisson_reconstruction

@@ -93,3 +93,16 @@ def test_reconstruct_needs_exactly_one_source_and_a_valid_checkpoint(tmp_path):
     proc = noksr('reconstruct', '--npz', drive, '--out', tmp_path / 'm.ply',
                  '--set', f'model.checkpoint={bad}', check=False)
     assert proc.returncode == 2 and 'error:' in proc.stderr
+
+
+def test_evaluate_scores_methods_on_one_drive_and_refuses_unknown_ones(tmp_path):
+    drive = tmp_path / 'drive'
+    noksr('simulate', '--seed', 7, '--out', drive, '--length-m', 1.5, '--speed-mps', 10,
+          '--no-bag')
+    out = tmp_path / 'eval.json'
+    noksr('evaluate', drive, '--methods', 'tsdf_10cm', '--samples', 20000, '--out', out)
+    (row,) = json.loads(out.read_text())['rows']
+    assert row['method'] == 'tsdf_10cm' and 0 < row['cd_cm'] < 20 and 50 < row['f10'] <= 100
+    assert row['time_s'] > 0 and row['peak_rss_mb'] > 50
+    proc = noksr('evaluate', drive, '--methods', 'marching_squares', check=False)
+    assert proc.returncode == 2 and 'valid: noksr' in proc.stderr

@@ -105,18 +105,52 @@ class ReconstructConfig:
 
 
 @dataclass(frozen=True)
-class BagConfig:
-    """Topic and frame names of a recorded drive (CARLA ROS bridge defaults)."""
+class RosConfig:
+    """Topics, frames and node settings: used by the live node and when reading bags."""
 
     lidar_topic: str = _f('/carla/ego_vehicle/lidar', 'PointCloud2 topic of the LiDAR.')
     odom_topic: str = _f('/carla/ego_vehicle/odometry', 'nav_msgs/Odometry topic of the vehicle.')
-    tf_topic: str = _f('/tf', 'Dynamic transforms.')
-    tf_static_topic: str = _f('/tf_static', 'Static transforms (the sensor extrinsic).')
-    map_frame: str = _f('map', 'Fixed frame of the map.')
+    tf_topic: str = _f('/tf', 'Dynamic transforms (bags).')
+    tf_static_topic: str = _f('/tf_static', 'Static transforms: the sensor extrinsic (bags).')
+    transform_topic: str = _f('', 'geometry_msgs/TransformStamped topic of T_map_base, used when '
+                              "pose_source is 'transform'.")
+    map_frame: str = _f('map', 'Fixed frame of the map; the mesh is published in it.')
     base_frame: str = _f('ego_vehicle', 'Vehicle frame (child frame of the odometry).')
     lidar_frame: str = _f('', "LiDAR frame; empty: the PointCloud2's header.frame_id.")
     max_pose_gap_s: float = _f(0.5, 'Scans farther than this from the nearest pose sample are '
                                'dropped rather than extrapolated.', lo=0.0)
+    pose_source: str = _f('auto', "Where live scan poses come from: 'tf' (tf2_ros lookup of "
+                          "map_frame <- scan frame), 'odometry' (odom_topic + "
+                          "base_to_lidar_xyz_rpy), 'transform' (transform_topic + "
+                          "base_to_lidar_xyz_rpy), or 'auto' (tf when tf2_ros is importable, "
+                          'else odometry).', choices=('auto', 'tf', 'odometry', 'transform'))
+    base_to_lidar_xyz_rpy: tuple[float, float, float, float, float, float] = _f(
+        (0.0, 0.0, 2.4, 0.0, 0.0, 0.0),
+        'LiDAR extrinsic in the vehicle frame for the odometry/transform pose sources: x y z '
+        '(m) roll pitch yaw (deg). Default: the CARLA ROS bridge roof mount.')
+    pose_wait_s: float = _f(0.5, 'A scan whose pose is not known yet waits this long (wall '
+                            'time) for it, then is dropped and counted.', lo=0.0, hi=60.0)
+    queue_size: int = _f(10, 'Scans waiting for integration; a scan arriving at a full queue '
+                         'is dropped and counted.', lo=1, hi=10000)
+    input_qos: str = _f('sensor_data', "QoS of the LiDAR/pose subscriptions: 'sensor_data' (best "
+                        "effort) or 'reliable'.", choices=('sensor_data', 'reliable'))
+    input_qos_depth: int = _f(10, 'History depth of the input subscriptions.', lo=1, hi=1000)
+    update_rate_hz: float = _f(2.0, 'Rate of reconstruction updates (dirty segments -> meshes).',
+                               lo=0.01, hi=100.0)
+    publish_rate_hz: float = _f(2.0, 'Rate at which changed segment meshes are published.',
+                                lo=0.01, hi=100.0)
+    diagnostics_rate_hz: float = _f(1.0, 'Rate of /diagnostics messages.', lo=0.01, hi=100.0)
+    idle_flush_s: float = _f(2.0, 'When no scan arrived for this long, every dirty segment is '
+                             'reconstructed without waiting for the debounce.', lo=0.0)
+    mesh_topic: str = _f('/noksr/mesh', 'visualization_msgs/MarkerArray topic of the mesh.')
+    marker_ns: str = _f('noksr', 'Namespace of the mesh markers.')
+    color_mode: str = _f('height', "Marker colours: 'height' (turbo colour map over "
+                         "color_z_range_m) or 'normal'.", choices=('height', 'normal'))
+    color_z_range_m: tuple[float, float] = _f(
+        (-2.0, 12.0), 'Map-frame heights mapped to the ends of the colour map.')
+    max_message_bytes: int = _f(16 * 2**20, 'Upper bound of one MarkerArray message; larger '
+                                'updates are split into several messages.', lo=1024)
+    output_dir: str = _f('noksr_meshes', 'Directory of the PLY files written by ~/save_mesh.')
 
 
 @dataclass(frozen=True)
@@ -129,7 +163,7 @@ class NoksrConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     meshing: MeshingConfig = field(default_factory=MeshingConfig)
     reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
-    bag: BagConfig = field(default_factory=BagConfig)
+    ros: RosConfig = field(default_factory=RosConfig)
 
     def with_overrides(self, values: dict[str, Any]) -> NoksrConfig:
         """Return a copy with dotted-name values applied and validated."""
@@ -293,7 +327,7 @@ def read_yaml_values(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                ignore_prefixes: tuple[str, ...] = ('ros.',)) -> NoksrConfig:
+                ignore_prefixes: tuple[str, ...] = ()) -> NoksrConfig:
     """Defaults, then the YAML file, then overrides; keys under `ignore_prefixes` are skipped."""
     values = read_yaml_values(path) if path is not None else {}
     values = {k: v for k, v in values.items() if not k.startswith(ignore_prefixes)}

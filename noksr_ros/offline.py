@@ -36,7 +36,7 @@ class DriveSource:
 
 
 def bag_source(path: str | Path, config: NoksrConfig) -> DriveSource:
-    """Scans of a ROS 2 bag recorded from the CARLA bridge (topics/frames from `config.bag`)."""
+    """Scans of a ROS 2 bag recorded from the CARLA bridge (topics/frames from `config.ros`)."""
     from noksr_ros.io.bag import BagDriveReader
 
     reader = BagDriveReader.from_config(path, config)

@@ -177,6 +177,30 @@ def evaluate(
     typer.echo(f'wrote {out}')
 
 
+@app.command()
+def play(
+    bag: Path = typer.Argument(..., help='ROS 2 bag (folder, .mcap or .db3) to publish.'),
+    rate: float = typer.Option(1.0, help='Speed factor of the original timing.'),
+    topics: Optional[str] = typer.Option(None, help='Comma-separated topics (default: all).'),
+    wait_for: str = typer.Option('', help='Start once this topic has a subscriber.'),
+    wait_s: float = typer.Option(10.0, help='Longest wait for that subscriber.'),
+) -> None:
+    """Publish a recorded or simulated bag's topics with their original timing (needs rclpy)."""
+    try:
+        from noksr_ros.ros.player import run_player
+    except ImportError as exc:
+        _fail(RuntimeError(f'noksr play needs rclpy (run scripts/setup.sh or source ROS): {exc}'))
+    try:
+        stats = run_player(bag, rate=rate, topics=topics.split(',') if topics else None,
+                           wait_topic=wait_for, wait_s=wait_s)
+    except (NoksrError, ValueError, OSError) as exc:
+        _fail(exc)
+    counts = ', '.join(f'{t}: {n}' for t, n in sorted(stats.published.items()))
+    typer.echo(f'played {bag} in {stats.wall_s:.1f} s ({counts})')
+    for topic, msgtype in sorted(stats.skipped_topics.items()):
+        typer.echo(f'skipped {topic} ({msgtype} not installed)')
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -102,7 +102,7 @@ class BagDriveReader:
         self.max_pose_gap_s = max_pose_gap_s
         self.max_points, self.max_bytes = max_points, max_bytes
         self._typestore = default_typestore()
-        with _opened(self.path) as reader:
+        with open_bag(self.path) as reader:
             self._topics = {name: info.msgtype or '?' for name, info in reader.topics.items()}
             counts = {name: info.msgcount for name, info in reader.topics.items()}
         self.lidar_topic = _choose_lidar_topic(self._topics, lidar_topic)
@@ -112,12 +112,12 @@ class BagDriveReader:
 
     @classmethod
     def from_config(cls, path: str | Path, cfg: NoksrConfig) -> BagDriveReader:
-        """Reader with topic/frame names from `cfg.bag` and size caps from `cfg.ingest`."""
-        bag = cfg.bag
-        return cls(path, lidar_topic=bag.lidar_topic, odom_topic=bag.odom_topic,
-                   tf_topic=bag.tf_topic, tf_static_topic=bag.tf_static_topic,
-                   map_frame=bag.map_frame, base_frame=bag.base_frame,
-                   lidar_frame=bag.lidar_frame, max_pose_gap_s=bag.max_pose_gap_s,
+        """Reader with topic/frame names from `cfg.ros` and size caps from `cfg.ingest`."""
+        ros = cfg.ros
+        return cls(path, lidar_topic=ros.lidar_topic, odom_topic=ros.odom_topic,
+                   tf_topic=ros.tf_topic, tf_static_topic=ros.tf_static_topic,
+                   map_frame=ros.map_frame, base_frame=ros.base_frame,
+                   lidar_frame=ros.lidar_frame, max_pose_gap_s=ros.max_pose_gap_s,
                    max_points=cfg.ingest.max_points_per_scan,
                    max_bytes=cfg.ingest.max_scan_bytes)
 
@@ -128,7 +128,7 @@ class BagDriveReader:
     def __iter__(self) -> Iterator[DriveScan]:
         """Scans in bag order; resets `stats` and counts every dropped scan there."""
         self.stats = DriveReadStats()
-        with _opened(self.path) as reader:
+        with open_bag(self.path) as reader:
             track = self._pose_track(reader)
             edges = _transform_edges(self._deserialized(reader, self.tf_static_topic))
             extrinsics = _Extrinsics(edges, self.base_frame, self._dynamic_edges)
@@ -182,14 +182,14 @@ class BagDriveReader:
             raise BagError(
                 f'no {self.map_frame} -> {self.base_frame} pose on {self.pose_topic} '
                 f'({self.pose_source}); transforms seen: {", ".join(sorted(seen)) or "none"}; '
-                'set bag.map_frame / bag.base_frame to match')
+                'set ros.map_frame / ros.base_frame to match')
         return PoseTrack(np.array(stamps, dtype=np.int64), np.stack(poses), self.max_pose_gap_s)
 
     def _dynamic_edges(self) -> dict[str, tuple[str, np.ndarray]]:
         """First sample of every transform on the /tf topic (fallback for sensor extrinsics)."""
         if self.tf_topic not in self._topics:
             return {}
-        with _opened(self.path) as reader:  # its own reader: the scan iteration is under way
+        with open_bag(self.path) as reader:  # its own reader: the scan iteration is under way
             return _transform_edges(self._deserialized(reader, self.tf_topic))
 
     def _decode(self, msgtype: str, raw: bytes) -> CloudReadResult | None:
@@ -247,7 +247,7 @@ def _storage_path(path: Path) -> Path:
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[Reader]:
+def open_bag(path: Path) -> Iterator[Reader]:
     """An open rosbags Reader; every failure to open is a BagError naming the path."""
     if not path.exists():
         raise BagError(f'bag {path} does not exist')
@@ -281,7 +281,7 @@ def _choose_lidar_topic(topics: dict[str, str], wanted: str) -> str:
         return clouds[0]
     if not clouds:
         raise BagError(f'the bag has no {POINTCLOUD2} topic; topics: {_topic_list(topics)}')
-    raise BagError(f'several {POINTCLOUD2} topics, set bag.lidar_topic to one of: '
+    raise BagError(f'several {POINTCLOUD2} topics, set ros.lidar_topic to one of: '
                    f'{", ".join(clouds)}')
 
 
@@ -350,7 +350,7 @@ class _Extrinsics:
                 known = ', '.join(f'{p} -> {c}' for c, (p, _) in sorted(self.edges.items()))
                 raise BagError(f'no transform chain from {self.base_frame!r} to the LiDAR frame '
                                f'{frame!r} on the static (or first dynamic) transforms; known: '
-                               f'{known or "none"}; set bag.lidar_frame / bag.base_frame')
+                               f'{known or "none"}; set ros.lidar_frame / ros.base_frame')
             self._cache[frame] = found
         return self._cache[frame]
 

@@ -16,8 +16,9 @@ them uninitialised; readers ignore them).
 The field order follows `visualization_msgs/msg/Marker` of kilted (5.5.x): header, ns, id, type,
 action, pose, scale, color, lifetime, frame_locked, points, colors, texture_resource, texture
 (sensor_msgs/CompressedImage), uv_coordinates, text, mesh_resource, mesh_file
-(visualization_msgs/MeshFile), mesh_use_embedded_materials. The texture and mesh fields, which
-Humble lacks, are written empty.
+(visualization_msgs/MeshFile), mesh_use_embedded_materials. The texture and mesh_file fields are
+written empty; with `humble=True` they are left out (Humble's Marker ends text, mesh_resource,
+mesh_use_embedded_materials), see `HUMBLE_LAYOUT`.
 """
 
 from __future__ import annotations
@@ -109,9 +110,16 @@ def delete_all_marker(ns: str = '', frame_id: str = 'map', stamp_ns: int = 0) ->
     return MarkerSpec(ns=ns, id=0, action=DELETEALL, frame_id=frame_id, stamp_ns=stamp_ns)
 
 
-def marker_array_cdr(markers: Sequence[MarkerSpec]) -> bytes:
+def marker_array_cdr(markers: Sequence[MarkerSpec], humble: bool = False) -> bytes:
     """Serialized `visualization_msgs/msg/MarkerArray` of `markers`, header included."""
-    return _write_array(markers).getvalue(prefix=CDR_LE_HEADER)
+    return _write_array(markers, humble).getvalue(prefix=CDR_LE_HEADER)
+
+
+def installed_layout_is_humble() -> bool:
+    """Whether the installed visualization_msgs Marker lacks the texture fields (Humble)."""
+    from visualization_msgs.msg import Marker
+
+    return 'texture' not in Marker.get_fields_and_field_types()
 
 
 def padding_mask(markers: Sequence[MarkerSpec]) -> np.ndarray:
@@ -150,8 +158,8 @@ def split_for_size(markers: Sequence[MarkerSpec],
     return [marker_array_cdr(group) for group in group_for_size(markers, budget_bytes)]
 
 
-def group_for_size(markers: Sequence[MarkerSpec],
-                   budget_bytes: int = DEFAULT_BUDGET_BYTES) -> list[list[MarkerSpec]]:
+def group_for_size(markers: Sequence[MarkerSpec], budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                   humble: bool = False) -> list[list[MarkerSpec]]:
     """Consecutive groups of `markers` whose arrays fit `budget_bytes`: see split_for_size."""
     if budget_bytes <= 0:
         raise ValueError(f'budget_bytes must be positive, got {budget_bytes}')
@@ -159,13 +167,13 @@ def group_for_size(markers: Sequence[MarkerSpec],
     group: list[MarkerSpec] = []
     sizer = _CdrWriter(offset=4, keep_data=False)
     for marker in markers:
-        _write_marker(sizer, marker)
+        _write_marker(sizer, marker, humble)
         if group and len(CDR_LE_HEADER) + sizer.offset > budget_bytes:
             groups.append(group)
             group = []
             # A new array: the marker starts again right after the 4-byte element count.
             sizer = _CdrWriter(offset=4, keep_data=False)
-            _write_marker(sizer, marker)
+            _write_marker(sizer, marker, humble)
         group.append(marker)
     if group:
         groups.append(group)
@@ -227,16 +235,16 @@ class _CdrWriter:
         self.offset += nbytes
 
 
-def _write_array(markers: Sequence[MarkerSpec]) -> _CdrWriter:
+def _write_array(markers: Sequence[MarkerSpec], humble: bool = False) -> _CdrWriter:
     """MarkerArray body: element count, then each marker."""
     writer = _CdrWriter()
     writer.pack(4, '<I', len(markers))
     for marker in markers:
-        _write_marker(writer, marker)
+        _write_marker(writer, marker, humble)
     return writer
 
 
-def _write_marker(writer: _CdrWriter, marker: MarkerSpec) -> None:
+def _write_marker(writer: _CdrWriter, marker: MarkerSpec, humble: bool = False) -> None:
     """Append one `visualization_msgs/msg/Marker` to `writer`, fields in .msg order."""
     sec, nanosec = divmod(marker.stamp_ns, _NS_PER_S)
     _write_header(writer, sec, nanosec, marker.frame_id)
@@ -248,6 +256,11 @@ def _write_marker(writer: _CdrWriter, marker: MarkerSpec) -> None:
     writer.array_sequence(marker.points, len(marker.points), 8)
     colors = marker.colors if marker.colors is not None else np.zeros((0, 4), np.float32)
     writer.array_sequence(colors, len(colors), 4)
+    if humble:
+        writer.string('')  # text
+        writer.string('')  # mesh_resource
+        writer.pack(1, '<?', False)  # mesh_use_embedded_materials
+        return
     writer.string('')  # texture_resource
     _write_header(writer, 0, 0, '')  # texture: sensor_msgs/CompressedImage
     writer.string('')  # texture.format

@@ -89,7 +89,7 @@ def test_tf_fallback_gives_the_same_poses(drive):
 
 def test_from_config_and_lidar_topic_autoselect(drive):
     path, _ = drive
-    cfg = NoksrConfig().with_overrides({'bag.lidar_topic': '', 'ingest.max_points_per_scan': 299})
+    cfg = NoksrConfig().with_overrides({'ros.lidar_topic': '', 'ingest.max_points_per_scan': 299})
     reader = BagDriveReader.from_config(path, cfg)
     assert reader.lidar_topic == LIDAR and reader.max_points == 299
     assert list(reader) == []

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from segment_map_helpers import CELL, SIZE, make_map, random_points, reference_cap, up_normals  # noqa: I001
 
 import noksr_ros
 from noksr_ros.config import MappingConfig
@@ -25,6 +24,7 @@ from noksr_ros.mapping.keys import (
 )
 from noksr_ros.mapping.segment import Segment
 from noksr_ros.mapping.segment_map import SegmentMap
+from segment_map_helpers import CELL, SIZE, make_map, random_points, reference_cap, up_normals
 
 
 @pytest.mark.parametrize('curve', ['z', 'hilbert'])

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from segment_map_helpers import CELL, SIZE, make_map, random_points, up_normals  # noqa: I001
 
 import noksr_ros
 from noksr_ros.errors import StoreError
@@ -19,6 +18,7 @@ from noksr_ros.mapping.keys import (
 from noksr_ros.mapping.segment import Segment
 from noksr_ros.mapping.segment_map import SegmentMap
 from noksr_ros.mapping.store import SegmentStore
+from segment_map_helpers import CELL, SIZE, make_map, random_points, up_normals
 
 
 def assert_same_segment(a: Segment, b: Segment) -> None:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 from builtin_interfaces.msg import Time
-from node_harness import ROOT, GraphProbe, NodeProcess, ros_env, write_params  # noqa: I001
 import numpy as np
 import open3d as o3d
 import pytest
@@ -22,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from node_harness import ROOT, GraphProbe, NodeProcess, ros_env, write_params
 from noksr_ros.data.drive import simulate_drive
 from noksr_ros.evaluation.compare import observed_points
 from noksr_ros.evaluation.metrics import mesh_quality

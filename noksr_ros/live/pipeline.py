@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 import threading
@@ -26,7 +26,7 @@ import torch
 from noksr_ros.config import NoksrConfig
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
-from noksr_ros.live.pose_buffer import OK, WAIT, PoseLookup
+from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseLookup
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.reconstructor import Reconstructor
 from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
@@ -42,7 +42,7 @@ class LiveScan:
     stamp_ns: int
     points: np.ndarray
     frame_id: str
-    received_s: float = field(default_factory=time.monotonic)
+    received_s: float = 0.0  # set by submit() from the pipeline's clock
 
 
 @dataclass
@@ -95,6 +95,7 @@ class LivePipeline:
 
     def submit(self, scan: LiveScan) -> bool:
         """Enqueue a scan for the worker; a full queue drops it (counted). Never blocks."""
+        scan.received_s = self._clock()
         with self._cv:
             if len(self._queue) + len(self._waiting) >= self.config.ros.queue_size:
                 full = True
@@ -241,7 +242,11 @@ class LivePipeline:
         done = []
         busy = False
         for scan in candidates:
-            lookup = self.resolve_pose(scan.stamp_ns, scan.frame_id)
+            try:
+                lookup = self.resolve_pose(scan.stamp_ns, scan.frame_id)
+            except Exception as exc:  # noqa: BLE001 - a broken pose source drops, never kills
+                lookup = PoseLookup(UNKNOWN)
+                self._log(f'pose lookup failed: {_describe(exc)}')
             if lookup.status == WAIT and self._clock() - scan.received_s < \
                     self.config.ros.pose_wait_s:
                 continue

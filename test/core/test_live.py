@@ -1,0 +1,220 @@
+"""The ROS-free live pipeline: pose buffer, counted drops, queue, worker steps, mesh cache."""
+
+import numpy as np
+import pytest
+from test_reconstructor import config, drive, model  # noqa: F401 - the shared short drive
+
+from noksr_ros.io.ply import read_ply
+from noksr_ros.live.drops import DropCounter
+from noksr_ros.live.pipeline import LivePipeline, LiveScan
+from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseBuffer
+from noksr_ros.ros.marker_cdr import ADD, DELETE, DELETEALL
+from noksr_ros.ros.mesh_markers import MarkerIds, change_markers
+
+
+def pose_x(x, yaw=0.0):
+    c, s = np.cos(yaw), np.sin(yaw)
+    out = np.eye(4)
+    out[:2, :2] = [[c, -s], [s, c]]
+    out[0, 3] = x
+    return out
+
+
+def test_pose_buffer_interpolates_waits_and_refuses():
+    buf = PoseBuffer(max_gap_s=0.5)
+    assert buf.lookup(10).status == WAIT  # nothing yet: a pose may still come
+    buf.add(2_000_000_000, pose_x(2.0, 0.2))
+    buf.add(1_000_000_000, pose_x(1.0))  # out-of-order arrival is fine
+    mid = buf.lookup(1_500_000_000)
+    assert mid.status == OK
+    assert mid.pose[0, 3] == pytest.approx(1.5)
+    assert np.arctan2(mid.pose[1, 0], mid.pose[0, 0]) == pytest.approx(0.1)
+    assert buf.lookup(2_000_000_001).status == WAIT  # newer than every sample
+    assert buf.lookup(999_999_999).status == UNKNOWN  # before the history
+    buf.add(5_000_000_000, pose_x(5.0))
+    assert buf.lookup(3_500_000_000).status == UNKNOWN  # inside a 3 s gap: never extrapolated
+    buf.add(2_000_000_000, pose_x(7.0))  # same stamp replaces
+    assert buf.lookup(2_000_000_000).pose[0, 3] == 7.0
+    with pytest.raises(ValueError, match='rigid'):
+        buf.add(3, np.diag([2.0, 1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError):
+        buf.add(3, np.full((4, 4), np.nan))
+
+
+def test_pose_buffer_is_bounded():
+    buf = PoseBuffer(max_gap_s=1.0, max_samples=3)
+    for i in range(10):
+        buf.add(i * 100, pose_x(i))
+    assert len(buf) == 3
+    assert buf.lookup(650).status == UNKNOWN and buf.lookup(850).status == OK
+
+
+def test_drop_counter_counts_every_drop_and_logs_once_per_period():
+    lines = []
+    drops = DropCounter(log=lines.append, log_period_s=3600)
+    for _ in range(50):
+        drops.drop('queue_full', 'busy')
+    drops.drop('no_pose')
+    assert drops.counts() == {'queue_full': 50, 'no_pose': 1} and drops.total() == 51
+    assert lines == ['dropped (queue_full, 1 so far): busy', 'dropped (no_pose, 1 so far)']
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def make_pipeline(scans, **over):
+    """Pipeline on the shared drive with a manual clock; poses are T_map_sensor directly."""
+    poses = PoseBuffer(max_gap_s=1.0)
+    clock = Clock()
+    values = {'ros.queue_size': 8, 'ros.pose_wait_s': 0.5, 'ros.update_rate_hz': 10.0,
+              'ros.idle_flush_s': 1.0}
+    values.update(over)
+    pipe = LivePipeline(config(**values), model(), __import__('torch').device('cpu'),
+                        lambda stamp, frame: poses.lookup(stamp), clock=clock)
+    return pipe, poses, clock
+
+
+def live_scans(scans):
+    return [LiveScan(int(stamp * 1e9), pts, 'lidar') for stamp, pts, _ in scans]
+
+
+def test_scans_wait_for_their_pose_then_integrate_in_stamp_order(drive):  # noqa: F811
+    _, scans = drive
+    pipe, poses, clock = make_pipeline(scans)
+    items = live_scans(scans)
+    for item in reversed(items):  # arrive newest first
+        assert pipe.submit(item)
+    pipe.step()
+    assert pipe.scans_integrated == 0 and pipe.queue_length() == 4  # no pose yet: waiting
+    for stamp, _, pose in scans:
+        poses.add(int(stamp * 1e9), pose)
+    poses.add(int((scans[-1][0] + 0.1) * 1e9), scans[-1][2])
+    pipe.step()
+    assert pipe.scans_integrated == 4 and pipe.queue_length() == 0
+    assert pipe.last_stamp_ns == items[-1].stamp_ns
+    assert pipe.drops.total() == 0
+
+
+def test_hopeless_scans_are_dropped_and_counted(drive):  # noqa: F811
+    _, scans = drive
+    pipe, poses, clock = make_pipeline(scans, **{'ros.queue_size': 3})
+    items = live_scans(scans)
+    for stamp, _, pose in scans[:2]:
+        poses.add(int(stamp * 1e9), pose)
+    assert pipe.submit(items[1]) and pipe.submit(items[3]) and pipe.submit(items[2])
+    assert not pipe.submit(items[0])  # queue of 3 is full
+    pipe.step()  # items[1] integrates; 2 and 3 wait for a pose
+    assert pipe.scans_integrated == 1
+    clock.now += 0.6  # longer than pose_wait_s
+    pipe.step()
+    assert pipe.submit(items[0])  # older than the integrated scan
+    pipe.step()
+    assert pipe.drops.counts() == {'queue_full': 1, 'no_pose': 2, 'out_of_order': 1}
+    assert pipe.queue_length() == 0 and pipe.scans_integrated == 1
+
+
+def test_a_failing_pose_source_drops_the_scan(drive):  # noqa: F811
+    _, scans = drive
+
+    def broken(stamp, frame):
+        raise RuntimeError('tf exploded')
+
+    pipe, _, _ = make_pipeline(scans)
+    pipe.resolve_pose = broken
+    pipe.submit(live_scans(scans)[0])
+    pipe.step()
+    assert pipe.drops.counts() == {'no_pose': 1} and pipe.queue_length() == 0
+
+
+def test_updates_fill_the_cache_which_saves_and_clears(drive, tmp_path):  # noqa: F811
+    _, scans = drive
+    pipe, poses, clock = make_pipeline(scans)
+    for (_, _, pose), item in zip(scans, live_scans(scans), strict=True):
+        poses.add(item.stamp_ns, pose)
+        pipe.submit(item)
+    poses.add(int((scans[-1][0] + 0.1) * 1e9), scans[-1][2])
+    pipe.step()
+    clock.now += 2.0  # idle: every dirty segment is forced
+    while pipe.rec.pending(force=True):
+        clock.now += 0.2
+        pipe.step()
+    changes = pipe.take_changes()
+    assert len(changes.meshes) == len(pipe.rec.map.keys()) > 10
+    assert not changes.cleared and changes.stamp_ns == pipe.last_stamp_ns
+    assert not pipe.take_changes().meshes  # taken
+    assert pipe.stats()['segments_dirty'] == 0
+    assert pipe.stats()['segments_meshed'] == len(changes.meshes)
+
+    path, n_vertices, n_faces = pipe.save_mesh(tmp_path / 'out')
+    vertices, faces = read_ply(path)
+    ref_v, ref_f = pipe.rec.full_mesh()
+    assert len(faces) == n_faces == len(ref_f) > 1000
+    assert np.allclose(np.sort(vertices, axis=0), np.sort(ref_v, axis=0), atol=1e-4)
+
+    pipe.request_clear()
+    pipe.step()
+    cleared = pipe.take_changes()
+    assert cleared.cleared and not cleared.meshes
+    assert not pipe.mesh_snapshot().meshes and pipe.stats()['segments_total'] == 0
+
+
+def test_worker_thread_integrates_and_stops(drive):  # noqa: F811
+    import time
+
+    _, scans = drive
+    pipe, poses, _ = make_pipeline(scans)
+    pipe._clock = time.monotonic
+    for (_, _, pose), item in zip(scans, live_scans(scans), strict=True):
+        poses.add(item.stamp_ns, pose)
+    poses.add(int((scans[-1][0] + 0.1) * 1e9), scans[-1][2])
+    pipe.start()
+    try:
+        for item in live_scans(scans):
+            pipe.submit(item)
+        deadline = time.monotonic() + 60
+        while pipe.scans_integrated < len(scans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pipe.stop()
+    assert pipe.scans_integrated == len(scans)
+    assert pipe._thread is None
+
+
+def test_markers_of_changes(drive):  # noqa: F811
+    _, scans = drive
+    pipe, poses, clock = make_pipeline(scans)
+    for (_, _, pose), item in zip(scans[:2], live_scans(scans[:2]), strict=True):
+        poses.add(item.stamp_ns, pose)
+        pipe.submit(item)
+    poses.add(int((scans[1][0] + 0.1) * 1e9), scans[1][2])
+    pipe.step()
+    pipe.rec.finish()
+    changes = pipe.take_changes()
+    changes.meshes = {k: pipe.rec.mesher.mesh(k) for k in pipe.rec.map.keys()}
+    changes.origin_m = pipe.rec.origin_m
+    ids = MarkerIds()
+    cfg = pipe.config.ros
+    markers = change_markers(changes, ids, cfg)
+    keys = sorted(changes.meshes)
+    assert [m.id for m in markers] == [ids(k) for k in keys] == list(range(len(keys)))
+    for marker, key in zip(markers, keys, strict=True):
+        mesh = changes.meshes[key]
+        assert marker.frame_id == 'map' and marker.ns == cfg.marker_ns
+        if len(mesh.faces):
+            assert marker.action == ADD and len(marker.points) == 3 * len(mesh.faces)
+            assert (marker.colors >= 0).all() and (marker.colors <= 1).all()
+            assert np.allclose(marker.points[:3], mesh.vertices[mesh.faces[0]] + changes.origin_m,
+                               atol=1e-5)
+        else:
+            assert marker.action == DELETE
+    changes.cleared, changes.removed = True, {keys[0], 12345}
+    again = change_markers(changes, ids, cfg)
+    assert again[0].action == DELETEALL
+    # After DELETEALL ids restart; an unknown removed key gets no DELETE.
+    assert [m.action for m in again[1:]].count(DELETE) == sum(
+        1 for k in keys if not len(changes.meshes[k].faces))

@@ -1,0 +1,75 @@
+"""Node parameters: every config key declared with its description, validated at start-up."""
+
+import os
+from pathlib import Path
+import random
+import subprocess
+import sys
+
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+
+from noksr_ros.config import field_specs, load_config
+from noksr_ros.errors import ConfigError
+from noksr_ros.ros.params import declare_config_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx, domain_id=random.randint(150, 230))
+    yield ctx
+    ctx.try_shutdown()
+
+
+def make_node(context, **values):
+    overrides = [Parameter(k, value=v) for k, v in values.items()]
+    return rclpy.create_node('noksr_params_test', context=context, parameter_overrides=overrides)
+
+
+def test_every_key_is_declared_with_its_description(context):
+    node = make_node(context, **{'mapping.segment_size_m': 12, 'ros.queue_size': 5,
+                                 'ros.color_z_range_m': [0.0, 5.0]})
+    config = declare_config_parameters(node)
+    assert config.mapping.segment_size_m == 12.0  # an int for a float key is fine
+    assert config.ros.queue_size == 5 and config.ros.color_z_range_m == (0.0, 5.0)
+    for spec in field_specs():
+        descriptor = node.describe_parameter(spec.name)
+        assert descriptor.description.startswith(spec.help)
+        assert descriptor.read_only
+    node.destroy_node()
+
+
+@pytest.mark.parametrize('values, match', [
+    ({'ros.queue_sise': 3}, 'unknown parameter.*ros.queue_sise'),
+    ({'ros.queue_size': 0}, 'ros.queue_size.*below the minimum'),
+    ({'ros.input_qos': 'fast'}, 'ros.input_qos.*not one of'),
+    ({'mapping.segment_size_m': 12.85}, 'whole multiple'),
+])
+def test_bad_parameters_are_one_clear_error(context, values, match):
+    node = make_node(context, **values)
+    with pytest.raises(ConfigError, match=match):
+        declare_config_parameters(node)
+    node.destroy_node()
+
+
+def test_node_refuses_to_start_with_a_misspelt_parameter(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_LOG_DIR=str(tmp_path),
+               ROS_DOMAIN_ID=str(random.randint(150, 230)),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    run = subprocess.run([sys.executable, '-m', 'noksr_ros.ros.node', '--ros-args', '-p',
+                          'ros.lidar_topik:=/x'], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2
+    assert 'unknown parameter(s) ros.lidar_topik' in run.stdout + run.stderr
+
+
+def test_shipped_parameter_files_load():
+    for name in ('carla.yaml', 'default.yaml'):
+        config = load_config(ROOT / 'config' / name)
+        assert config.ros.lidar_topic == '/carla/ego_vehicle/lidar'
+    carla = load_config(ROOT / 'config' / 'carla.yaml')
+    assert carla.model.device == 'auto' and carla.ros.pose_source == 'auto'

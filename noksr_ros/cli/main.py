@@ -201,6 +201,33 @@ def play(
         typer.echo(f'skipped {topic} ({msgtype} not installed)')
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path('out/demo'), help='Output folder (mesh.ply, preview.png, '
+                             'report.md).'),
+    bag: Optional[Path] = typer.Option(None, help='Your own recording instead of a simulated '
+                                       'drive (CARLA bridge topics).'),
+    seed: int = typer.Option(1100, help='Seed of the simulated drive (held out from training).'),
+    length_m: float = typer.Option(40.0, help='Length of the simulated drive.'),
+    set_: list[str] = typer.Option([], '--set', help='Node parameter, e.g. model.device=cuda.'),
+) -> None:
+    """Simulated drive -> live ROS 2 node -> mesh, preview picture and quality report."""
+    from noksr_ros.config import NoksrConfig, parse_set_options
+
+    try:
+        overrides = parse_set_options(set_)
+        NoksrConfig().with_overrides(overrides)  # a bad key fails here, not in the node
+        from noksr_ros.ros.demo import run_demo
+    except ImportError as exc:
+        _fail(RuntimeError(f'noksr demo needs rclpy (run scripts/setup.sh or source ROS): {exc}'))
+    except (NoksrError, ValueError) as exc:
+        _fail(exc)
+    try:
+        run_demo(out, bag, seed=seed, length_m=length_m, overrides=overrides)
+    except (NoksrError, ValueError, OSError, RuntimeError, TimeoutError) as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -95,7 +95,6 @@ def evaluate_drive(drive: str | Path, methods: tuple[str, ...] = METHODS,
                    overrides: dict[str, Any] | None = None, n_samples: int = 1_000_000,
                    log=print) -> list[dict[str, Any]]:
     """One row per method: mesh quality (cm, F in %) plus time and peak RSS."""
-    from noksr_ros.evaluation.metrics import mesh_quality, tau_key
     from noksr_ros.io.ply import read_ply
 
     overrides = dict(overrides or {})
@@ -106,17 +105,28 @@ def evaluate_drive(drive: str | Path, methods: tuple[str, ...] = METHODS,
     for method in methods:
         log(f'{drive.name}: {method} ...')
         run = run_isolated(method, drive, overrides)
-        q = mesh_quality(run.vertices, run.faces, gt_v, gt_f, n_samples=n_samples,
-                         observed_points=observed, crop_m=CROP_M, with_p2p=False)
-        row = {'drive': drive.name, 'method': method,
-               'cd_cm': 100 * q['chamfer_l1'], 'acc_cm': 100 * q['accuracy'],
-               'comp_cm': 100 * q['completeness']}
-        for tau in (0.05, 0.10, 0.20):
-            row[f'f{round(tau * 100)}'] = 100 * q[tau_key('fscore', tau)]
-        row.update(time_s=run.wall_s, peak_rss_mb=run.peak_rss_mb, faces=len(run.faces))
+        row = score_row(drive.name, method, run.vertices, run.faces, gt_v, gt_f, observed,
+                        n_samples)
+        row.update(time_s=run.wall_s, peak_rss_mb=run.peak_rss_mb)
         rows.append(row)
         log(f'  CD {row["cd_cm"]:.2f} cm, F@10 {row["f10"]:.1f}, {run.wall_s:.1f} s')
     return rows
+
+
+def score_row(drive: str, method: str, vertices: np.ndarray, faces: np.ndarray,
+              gt_vertices: np.ndarray, gt_faces: np.ndarray, observed: np.ndarray,
+              n_samples: int = 1_000_000) -> dict[str, Any]:
+    """Quality of one mesh against the ground truth: CD/accuracy/completeness in cm, F in %."""
+    from noksr_ros.evaluation.metrics import mesh_quality, tau_key
+
+    q = mesh_quality(vertices, faces, gt_vertices, gt_faces, n_samples=n_samples,
+                     observed_points=observed, crop_m=CROP_M, with_p2p=False)
+    row = {'drive': drive, 'method': method, 'cd_cm': 100 * q['chamfer_l1'],
+           'acc_cm': 100 * q['accuracy'], 'comp_cm': 100 * q['completeness']}
+    for tau in (0.05, 0.10, 0.20):
+        row[f'f{round(tau * 100)}'] = 100 * q[tau_key('fscore', tau)]
+    row['faces'] = len(faces)
+    return row
 
 
 def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,8 +19,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from std_srvs.srv import Trigger
-import yaml
 
+from noksr_ros.ros.live_run import write_node_params as write_params  # noqa: F401 - re-export
 from noksr_ros.ros.mesh_collector import MeshCollector
 from noksr_ros.ros.node import DIAGNOSTIC_NAME
 
@@ -33,19 +33,6 @@ def ros_env(domain_id: int, log_dir: Path) -> dict[str, str]:
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
                ROS_LOG_DIR=str(log_dir), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED='1')
     return env
-
-
-def write_params(path: Path, values: dict) -> Path:
-    """A ROS parameter file with nested dotted keys under `/**: ros__parameters:`."""
-    tree: dict = {}
-    for name, value in values.items():
-        node = tree
-        *parents, leaf = name.split('.')
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump({'/**': {'ros__parameters': tree}}))
-    return path
 
 
 class NodeProcess:

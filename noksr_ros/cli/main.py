@@ -228,6 +228,27 @@ def demo(
         _fail(exc)
 
 
+@app.command()
+def docs(
+    readme: Path = typer.Argument(Path('README.md'), help='Markdown file with generated blocks.'),
+    check: bool = typer.Option(False, help='Exit 1 if the file is out of date instead of '
+                               'writing it.'),
+) -> None:
+    """Refresh the topics / services / parameters tables generated from the code."""
+    from noksr_ros.ros.interface import render_generated
+
+    text = readme.read_text()
+    fresh = render_generated(text)
+    if check:
+        if fresh != text:
+            typer.echo(f'{readme} is out of date: run `noksr docs {readme}`', err=True)
+            raise typer.Exit(1)
+        typer.echo(f'{readme} is up to date')
+        return
+    readme.write_text(fresh)
+    typer.echo(f'wrote {readme}')
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

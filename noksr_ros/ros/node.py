@@ -33,6 +33,7 @@ from noksr_ros.live.drops import DropCounter
 from noksr_ros.live.pipeline import LivePipeline, LiveScan
 from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseBuffer, PoseLookup
 from noksr_ros.offline import model_from_config
+from noksr_ros.ros.interface import CLEAR_MAP, DIAGNOSTICS_TOPIC, PUBLISH_MAP, SAVE_MESH
 from noksr_ros.ros.marker_cdr import group_for_size, installed_layout_is_humble, marker_array_cdr
 from noksr_ros.ros.mesh_markers import MarkerIds, change_markers
 from noksr_ros.ros.params import declare_config_parameters
@@ -86,10 +87,10 @@ class NoksrNode(Node):
         self.create_subscription(PointCloud2, cfg.lidar_topic, self._on_cloud, input_qos)
         mesh_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.mesh_pub = self.create_publisher(MarkerArray, cfg.mesh_topic, mesh_qos)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_service(Trigger, '~/save_mesh', self._save_mesh)
-        self.create_service(Trigger, '~/clear_map', self._clear_map)
-        self.create_service(Trigger, '~/publish_map', self._publish_map)
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.create_service(Trigger, SAVE_MESH, self._save_mesh)
+        self.create_service(Trigger, CLEAR_MAP, self._clear_map)
+        self.create_service(Trigger, PUBLISH_MAP, self._publish_map)
         self._resend = False
         self._subscribers = 0
         self._drops_seen = 0

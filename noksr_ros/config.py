@@ -101,6 +101,9 @@ class ReconstructConfig:
 
     debounce_s: float = _f(1.0, 'A dirty segment waits this long after its last new points '
                            'before it is reconstructed (unless forced).', lo=0.0)
+    max_wait_s: float = _f(0.0, 'A segment that keeps receiving points is reconstructed anyway '
+                           'once it has been dirty this long (scan time), so the map near a '
+                           'moving car stays fresh; 0 disables (batch runs).', lo=0.0)
     max_segments_per_update: int = _f(4, 'Segments reconstructed by one update() call.', lo=1)
 
 

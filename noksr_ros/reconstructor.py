@@ -63,6 +63,7 @@ class Reconstructor:
         self.mesher = None if self.map is None else self._make_mesher()
         self.vehicle_m = np.zeros(3)
         self.latest_stamp_s = -np.inf
+        self._dirty_since: dict[int, float] = {}  # scan stamp at which a segment became dirty
         self.scans = 0
 
     @property
@@ -102,6 +103,8 @@ class Reconstructor:
             self._start_map(pose)
         local, normals = self.ingest.prepare(points_sensor, pose, self.map.origin_m)
         touched = self.map.integrate(local, normals, stamp_s)
+        for key in touched:
+            self._dirty_since.setdefault(key, stamp_s)
         self._dirty_halo_neighbours(local, stamp_s)
         self.vehicle_m = pose[:3, 3] - self.map.origin_m
         self.latest_stamp_s = max(self.latest_stamp_s, stamp_s)
@@ -112,15 +115,29 @@ class Reconstructor:
         """Segments whose halo received points must be recomputed too (their context changed)."""
         cfg = self.config.mapping
         for ijk in halo_segments(local, cfg.segment_size_m, self.halo_m):
-            self.map.touch(int(key_from_ijk(ijk, cfg.curve)), ijk, stamp_s)
+            key = int(key_from_ijk(ijk, cfg.curve))
+            self.map.touch(key, ijk, stamp_s)
+            self._dirty_since.setdefault(key, stamp_s)
 
     def pending(self, force: bool = False) -> list[int]:
-        """Dirty segment keys ready for reconstruction, nearest to the vehicle first."""
+        """
+        Dirty segment keys ready for reconstruction, nearest to the vehicle first.
+
+        Ready: no new points for `debounce_s`, or dirty for `max_wait_s` (when set), or `force`.
+        """
         if self.map is None:
             return []
-        debounce = 0.0 if force else self.config.reconstruct.debounce_s
-        ready = [k for k in self.map.dirty_keys('reconstruct')
-                 if self.latest_stamp_s - self.map.get(k).last_update_stamp_s >= debounce]
+        cfg = self.config.reconstruct
+        debounce = 0.0 if force else cfg.debounce_s
+        latest = self.latest_stamp_s
+
+        def ready_now(key: int) -> bool:
+            if latest - self.map.get(key).last_update_stamp_s >= debounce:
+                return True
+            waited = latest - self._dirty_since.get(key, latest)
+            return cfg.max_wait_s > 0 and waited >= cfg.max_wait_s
+
+        ready = [k for k in self.map.dirty_keys('reconstruct') if ready_now(k)]
         size = self.config.mapping.segment_size_m
         centre = {k: (self.map.get(k).ijk + 0.5) * size for k in ready}
         return sorted(ready, key=lambda k: (float(np.linalg.norm(centre[k] - self.vehicle_m)), k))
@@ -135,7 +152,8 @@ class Reconstructor:
             revision = self.map.get(key).revision
             remesh |= self.mesher.compute_corners(key, self.model, self.device,
                                                   self.halo_m)
-            self.map.mark_clean(key, 'reconstruct', revision)
+            if self.map.mark_clean(key, 'reconstruct', revision):
+                self._dirty_since.pop(key, None)
             result.reconstructed.append(key)
             result.network_s += time.perf_counter() - t0
         t0 = time.perf_counter()

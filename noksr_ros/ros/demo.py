@@ -29,7 +29,8 @@ DEMO_LENGTH_M = 40.0
 DEMO_PARAMS = {'ros.pose_source': 'odometry', 'ros.queue_size': 1000,
                'ros.input_qos': 'reliable', 'ros.input_qos_depth': 1000,
                'ros.update_rate_hz': 2.0, 'ros.publish_rate_hz': 2.0, 'ros.idle_flush_s': 1.0,
-               'reconstruct.debounce_s': 0.5, 'reconstruct.max_segments_per_update': 4}
+               'reconstruct.debounce_s': 0.5, 'reconstruct.max_wait_s': 2.0,
+               'reconstruct.max_segments_per_update': 4}
 
 
 def weld_soup(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

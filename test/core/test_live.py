@@ -218,3 +218,26 @@ def test_markers_of_changes(drive):  # noqa: F811
     # After DELETEALL ids restart; an unknown removed key gets no DELETE.
     assert [m.action for m in again[1:]].count(DELETE) == sum(
         1 for k in keys if not len(changes.meshes[k].faces))
+
+
+def test_max_wait_refreshes_segments_that_keep_changing(drive):  # noqa: F811
+    """With a long debounce nothing is ready while points keep coming, unless max_wait is set."""
+    from noksr_ros.reconstructor import Reconstructor
+
+    _, scans = drive
+    ready = {}
+    for max_wait in (0.0, 0.5):
+        rec = Reconstructor(config(**{'reconstruct.debounce_s': 100.0,
+                                      'reconstruct.max_wait_s': max_wait}), model())
+        for stamp, points, pose in scans[:2]:  # 0.3 s apart
+            rec.integrate(stamp, points, pose)
+        before = len(rec.pending())
+        for stamp, points, pose in scans[2:]:  # now 0.9 s since the first scan
+            rec.integrate(stamp, points, pose)
+        ready[max_wait] = (before, rec.pending())
+    assert ready[0.0] == (0, [])
+    before, after = ready[0.5]
+    assert before == 0 and len(after) > 5
+    # The segments seen by the first scan are the ones that waited long enough.
+    rec.update(max_segments=len(after))
+    assert not set(after) & set(rec.pending())

@@ -12,10 +12,16 @@ import sys
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess
-from launch.conditions import IfCondition, LaunchConfigurationNotEquals
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+try:  # Iron and newer; LaunchConfigurationNotEquals is deprecated there
+    from launch.substitutions import NotEqualsSubstitution
+except ImportError:  # Humble
+    NotEqualsSubstitution = None
+    from launch.conditions import LaunchConfigurationNotEquals
 
 # launch argument -> (node parameter, default, description); string-typed parameters.
 STRING_ARGUMENTS = {
@@ -50,15 +56,23 @@ def generate_launch_description():
         overrides[parameter] = ParameterValue(LaunchConfiguration(name), value_type=str)
     overrides['use_sim_time'] = ParameterValue(LaunchConfiguration('use_sim_time'),
                                                value_type=bool)
+    # prefix: run the wrapper with this interpreter rather than its '#!/usr/bin/env python3' (a
+    # venv that is not activated would give the system python, without rclpy or noksr_ros).
+    # sigterm_timeout: on SIGINT the node finishes the segment it is reconstructing first.
     node = Node(package='noksr_ros', executable='noksr_node', name='noksr', output='screen',
+                prefix=[sys.executable], exec_name='noksr_node', sigterm_timeout='35',
                 parameters=[LaunchConfiguration('params_file'), overrides])
     rviz = Node(package='rviz2', executable='rviz2', name='rviz2', output='log',
                 arguments=['-d', os.path.join(share, 'rviz', 'noksr.rviz')],
                 parameters=[{'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
                                                             value_type=bool)}],
                 condition=IfCondition(LaunchConfiguration('rviz')))
+    if NotEqualsSubstitution is not None:
+        has_bag = IfCondition(NotEqualsSubstitution(LaunchConfiguration('bag'), ''))
+    else:
+        has_bag = LaunchConfigurationNotEquals('bag', '')
     player = ExecuteProcess(
         cmd=[sys.executable, '-m', 'noksr_ros.cli.main', 'play', LaunchConfiguration('bag'),
              '--wait-for', LaunchConfiguration('lidar_topic')],
-        output='screen', condition=LaunchConfigurationNotEquals('bag', ''))
+        name='noksr_play', output='screen', condition=has_bag)
     return LaunchDescription([*arguments, node, rviz, player])

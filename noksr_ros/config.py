@@ -135,8 +135,10 @@ class RosConfig:
                             'time) for it, then is dropped and counted.', lo=0.0, hi=60.0)
     queue_size: int = _f(10, 'Scans waiting for integration; a scan arriving at a full queue '
                          'is dropped and counted.', lo=1, hi=10000)
-    input_qos: str = _f('sensor_data', "QoS of the LiDAR/pose subscriptions: 'sensor_data' (best "
-                        "effort) or 'reliable'.", choices=('sensor_data', 'reliable'))
+    input_qos: str = _f('reliable', "QoS of the LiDAR/pose subscriptions: 'reliable' (like the "
+                        "CARLA bridge publishes; large clouds arrive whole) or 'sensor_data' "
+                        '(best effort: DDS silently loses many fragmented 1-2 MB clouds).',
+                        choices=('sensor_data', 'reliable'))
     input_qos_depth: int = _f(10, 'History depth of the input subscriptions.', lo=1, hi=1000)
     update_rate_hz: float = _f(2.0, 'Rate of reconstruction updates (dirty segments -> meshes).',
                                lo=0.01, hi=100.0)

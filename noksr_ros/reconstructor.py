@@ -11,6 +11,7 @@ export_mesh(path)                              the whole map (memory + store) as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 import time
@@ -142,12 +143,19 @@ class Reconstructor:
         centre = {k: (self.map.get(k).ijk + 0.5) * size for k in ready}
         return sorted(ready, key=lambda k: (float(np.linalg.norm(centre[k] - self.vehicle_m)), k))
 
-    def update(self, max_segments: int | None = None, force: bool = False) -> UpdateResult:
-        """Reconstruct up to `max_segments` ready segments and re-mesh what reads their corners."""
+    def update(self, max_segments: int | None = None, force: bool = False,
+               stop: Callable[[], bool] | None = None) -> UpdateResult:
+        """
+        Reconstruct up to `max_segments` ready segments and re-mesh what reads their corners.
+
+        `stop()` is checked between segments: when true, the rest stay dirty for later.
+        """
         limit = max_segments or self.config.reconstruct.max_segments_per_update
         result = UpdateResult()
         remesh: set[int] = set()
         for key in self.pending(force)[:limit]:
+            if stop is not None and stop():
+                break
             t0 = time.perf_counter()
             revision = self.map.get(key).revision
             remesh |= self.mesher.compute_corners(key, self.model, self.device,

@@ -287,7 +287,7 @@ class LivePipeline:
             return False
         t0 = time.perf_counter()
         stamp_ns = self.last_stamp_ns
-        result = self.rec.update(force=force)
+        result = self.rec.update(force=force, stop=self._stop.is_set)
         self.last_update_s = time.perf_counter() - t0
         self.updates += 1
         with self._cache_lock:

@@ -30,6 +30,8 @@ from noksr_ros.ros.mesh_collector import MeshCollector
 from noksr_ros.ros.node import DIAGNOSTIC_NAME
 from noksr_ros.ros.player import BagPlayer
 
+TRANSPORT_GRACE_S = 5.0
+
 
 @dataclass
 class LiveRunResult:
@@ -46,6 +48,15 @@ class LiveRunResult:
     node_log: str
     messages: int
     published_at: dict[int, float] = field(default_factory=dict)
+    integrated_at: list[tuple[float, int]] = field(default_factory=list)
+
+    def integration_rate(self) -> float:
+        """Scans integrated per second, from the first scan published to the last integrated."""
+        if not self.integrated_at or not self.published_at:
+            return 0.0
+        last_s, count = self.integrated_at[-1]
+        span = last_s - min(self.published_at.values())
+        return count / span if span > 0 else 0.0
 
     def stat(self, key: str) -> int:
         """Integer diagnostics value (0 when absent)."""
@@ -114,11 +125,16 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
     collector = MeshCollector(node)
     diagnostics: dict[str, str] = {}
 
+    integrated_at: list[tuple[float, int]] = []
+
     def on_diagnostics(msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name == DIAGNOSTIC_NAME:
                 diagnostics.clear()
                 diagnostics.update({kv.key: kv.value for kv in status.values})
+                count = int(float(diagnostics.get('scans_integrated', 0)))
+                if count and (not integrated_at or integrated_at[-1][1] != count):
+                    integrated_at.append((time.time(), count))
 
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
     published_at: dict[int, float] = {}
@@ -167,8 +183,13 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
         play_s = time.monotonic() - t0
         scans = len(published_at)
 
+        played_at = time.monotonic()
+
         def settled() -> bool:
-            accounted = stat('scans_integrated') + stat('drops_total') >= scans
+            # Best-effort input may lose scans in transport, uncounted by the node: after a
+            # grace period an empty queue is enough.
+            accounted = (stat('scans_integrated') + stat('drops_total') >= scans
+                         or time.monotonic() - played_at > TRANSPORT_GRACE_S)
             return (accounted and stat('queue_length') == 0 and stat('segments_dirty') == 0
                     and stat('segments_meshed') > 0)
 
@@ -180,7 +201,8 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
         vertices, faces, colors = collector.mesh()
         return LiveRunResult(vertices, faces, colors, scans, dict(diagnostics),
                              _latencies(collector, published_at), play_s, settle_s,
-                             log_path.read_text(), len(collector.arrivals), published_at)
+                             log_path.read_text(), len(collector.arrivals), published_at,
+                             integrated_at)
     finally:
         executor.shutdown()
         node.destroy_node()

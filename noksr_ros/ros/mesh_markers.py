@@ -70,6 +70,8 @@ def change_markers(changes: MeshChanges, ids: MarkerIds, cfg: RosConfig) -> list
     if changes.meshes and changes.origin_m is None:
         raise ValueError('segment meshes without a map origin')
     for key in sorted(changes.meshes):
-        markers.append(segment_marker(changes.meshes[key], changes.origin_m, ids(key), cfg,
-                                      stamp_ns))
+        mesh = changes.meshes[key]
+        if len(mesh.faces) == 0 and not ids.known(key):
+            continue  # never shown: nothing to delete
+        markers.append(segment_marker(mesh, changes.origin_m, ids(key), cfg, stamp_ns))
     return markers

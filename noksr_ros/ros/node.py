@@ -9,6 +9,7 @@ TransformStamped topic (`ros.pose_source`).
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -265,6 +266,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {exc}')
         code = 2
     finally:
+        # A terminal Ctrl-C reaches the node twice (process group, then launch): ignore the
+        # second one while the worker finishes its segment, or the interpreter aborts.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.shutdown()
             node.destroy_node()

@@ -200,24 +200,29 @@ def test_markers_of_changes(drive):  # noqa: F811
     ids = MarkerIds()
     cfg = pipe.config.ros
     markers = change_markers(changes, ids, cfg)
-    keys = sorted(changes.meshes)
+    keys = sorted(k for k, m in changes.meshes.items() if len(m.faces))
+    assert 0 < len(keys) < len(changes.meshes)  # empty meshes of never-shown segments: no marker
     assert [m.id for m in markers] == [ids(k) for k in keys] == list(range(len(keys)))
     for marker, key in zip(markers, keys, strict=True):
         mesh = changes.meshes[key]
         assert marker.frame_id == 'map' and marker.ns == cfg.marker_ns
-        if len(mesh.faces):
-            assert marker.action == ADD and len(marker.points) == 3 * len(mesh.faces)
-            assert (marker.colors >= 0).all() and (marker.colors <= 1).all()
-            assert np.allclose(marker.points[:3], mesh.vertices[mesh.faces[0]] + changes.origin_m,
-                               atol=1e-5)
-        else:
-            assert marker.action == DELETE
+        assert marker.action == ADD and len(marker.points) == 3 * len(mesh.faces)
+        assert (marker.colors >= 0).all() and (marker.colors <= 1).all()
+        assert np.allclose(marker.points[:3], mesh.vertices[mesh.faces[0]] + changes.origin_m,
+                           atol=1e-5)
+    # A shown segment whose mesh became empty is deleted.
+    emptied = dict(changes.meshes)
+    emptied[keys[0]] = type(emptied[keys[0]])(keys[0], np.zeros((0, 3), np.float32),
+                                              np.zeros((0, 3), np.int32),
+                                              np.zeros(0, np.int64), 9)
+    changes.meshes = emptied
+    assert [m.action for m in change_markers(changes, ids, cfg)].count(DELETE) == 1
     changes.cleared, changes.removed = True, {keys[0], 12345}
     again = change_markers(changes, ids, cfg)
     assert again[0].action == DELETEALL
-    # After DELETEALL ids restart; an unknown removed key gets no DELETE.
-    assert [m.action for m in again[1:]].count(DELETE) == sum(
-        1 for k in keys if not len(changes.meshes[k].faces))
+    # After DELETEALL the ids restart and nothing unknown is deleted.
+    assert DELETE not in [m.action for m in again[1:]]
+    assert sorted(m.id for m in again[1:]) == list(range(len(keys) - 1))
 
 
 def test_max_wait_refreshes_segments_that_keep_changing(drive):  # noqa: F811
@@ -238,6 +243,24 @@ def test_max_wait_refreshes_segments_that_keep_changing(drive):  # noqa: F811
     assert ready[0.0] == (0, [])
     before, after = ready[0.5]
     assert before == 0 and len(after) > 5
-    # The segments seen by the first scan are the ones that waited long enough.
     rec.update(max_segments=len(after))
     assert not set(after) & set(rec.pending())
+
+
+def test_update_stops_between_segments_when_asked(drive):  # noqa: F811
+    from noksr_ros.reconstructor import Reconstructor
+
+    _, scans = drive
+    rec = Reconstructor(config(), model())
+    for stamp, points, pose in scans:
+        rec.integrate(stamp, points, pose)
+    pending = rec.pending(force=True)
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    result = rec.update(max_segments=10, force=True, stop=stop)
+    assert result.reconstructed == pending[:2]
+    assert len(rec.pending(force=True)) == len(pending) - 2

@@ -55,7 +55,7 @@ def live(tmp_path_factory, drive):
         'ros.input_qos_depth': 1000, 'ros.update_rate_hz': 4.0,
         'ros.publish_rate_hz': 4.0, 'ros.idle_flush_s': 1.0, 'ros.pose_wait_s': 0.3,
         'ros.output_dir': str(tmp / 'saved'), 'reconstruct.debounce_s': 0.3,
-        'reconstruct.max_segments_per_update': 8, 'ingest.max_points_per_scan': 500_000})
+        'reconstruct.max_segments_per_update': 8})
     node = NodeProcess(params, env, tmp / 'node.log')
     probe = GraphProbe(domain)
     try:
@@ -173,7 +173,7 @@ def test_bad_traffic_is_counted_and_the_map_survives(live, drive):
     bad = [wrong_fields, truncated,
            _cloud(last_ns, np.full((500, 3), np.nan, np.float32)),             # NaN only
            _cloud(last_ns, np.zeros((0, 3), np.float32)),                      # empty
-           _cloud(last_ns, np.zeros((600_000, 3), np.float32)),                # over the cap
+           _cloud(last_ns, np.zeros((5_000_000, 3), np.float32)),  # 80 MB, over the 2M cap
            _cloud(first_ns - 10**10, points0),                                 # before any pose
            _cloud(last_ns + 10**10, points0),                                  # pose never comes
            _cloud((first_ns + last_ns) // 2, points0)]                         # out of order

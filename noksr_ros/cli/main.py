@@ -182,7 +182,8 @@ def play(
     bag: Path = typer.Argument(..., help='ROS 2 bag (folder, .mcap or .db3) to publish.'),
     rate: float = typer.Option(1.0, help='Speed factor of the original timing.'),
     topics: Optional[str] = typer.Option(None, help='Comma-separated topics (default: all).'),
-    wait_for: str = typer.Option('', help='Start once this topic has a subscriber.'),
+    wait_for: str = typer.Option('', help='Start once this topic (or each of several, '
+                                 'comma-separated) has a subscriber.'),
     wait_s: float = typer.Option(10.0, help='Longest wait for that subscriber.'),
 ) -> None:
     """Publish a recorded or simulated bag's topics with their original timing (needs rclpy)."""

@@ -103,7 +103,8 @@ def run_live_drive(bag: str | Path, params: dict, work_dir: str | Path, *,
                                  '--params-file', str(params_file)], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
-            return _record(proc, log_path, bag, lidar_topic, rate, settle_timeout_s, progress)
+            return _record(proc, log_path, bag, lidar_topic, rate, settle_timeout_s, progress,
+                           _input_topics(params, lidar_topic))
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -116,7 +117,8 @@ def run_live_drive(bag: str | Path, params: dict, work_dir: str | Path, *,
 
 def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic: str,
             rate: float, settle_timeout_s: float,
-            progress: Callable[[dict], None] | None) -> LiveRunResult:
+            progress: Callable[[dict], None] | None,
+            input_topics: tuple[str, ...]) -> LiveRunResult:
     context = rclpy.context.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('noksr_demo_recorder', context=context)
@@ -173,8 +175,9 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
 
     try:
         spin_until(lambda: bool(diagnostics), 120, 'the node to start')
-        lidar_pub = player.publishers.get(lidar_topic)
-        spin_until(lambda: lidar_pub is None or lidar_pub.get_subscription_count() > 0, 60,
+        # Every topic the node reads must be matched, or its first messages are lost.
+        wanted = [p for t, p in player.publishers.items() if p is not None and t in input_topics]
+        spin_until(lambda: all(p.get_subscription_count() > 0 for p in wanted), 60,
                    'the node to subscribe')
         t0 = time.monotonic()
         thread = threading.Thread(target=play, name='noksr-player', daemon=True)
@@ -207,6 +210,15 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
         executor.shutdown()
         node.destroy_node()
         context.try_shutdown()
+
+
+def _input_topics(params: dict, lidar_topic: str) -> tuple[str, ...]:
+    """Topics the node subscribes to with `params` (LiDAR plus its pose topic)."""
+    from noksr_ros.config import NoksrConfig
+
+    ros = NoksrConfig().with_overrides(params).ros
+    pose = {'odometry': ros.odom_topic, 'transform': ros.transform_topic}.get(ros.pose_source)
+    return tuple(t for t in (lidar_topic, pose) if t)
 
 
 def _latencies(collector: MeshCollector, published_at: dict[int, float]) -> list[float]:

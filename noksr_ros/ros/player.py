@@ -116,8 +116,8 @@ def run_player(path: str | Path, *, rate: float = 1.0, topics: list[str] | None 
     """
     Play `path` from a node of its own (its own rclpy context), then shut down.
 
-    With `wait_topic`, playing starts once that topic has a subscriber (at most `wait_s`), so a
-    node started at the same time misses nothing.
+    With `wait_topic` (one topic or several, comma-separated), playing starts once each has a
+    subscriber (at most `wait_s`), so a node started at the same time misses nothing.
     """
     import rclpy
 
@@ -127,9 +127,10 @@ def run_player(path: str | Path, *, rate: float = 1.0, topics: list[str] | None 
     try:
         player = BagPlayer(node, path, rate=rate, topics=topics)
         player.prepare()
-        publisher = player.publishers.get(wait_topic) if wait_topic else None
+        waited = [player.publishers.get(t) for t in wait_topic.split(',') if t]
+        waited = [p for p in waited if p is not None]
         deadline = time.monotonic() + wait_s
-        while publisher is not None and publisher.get_subscription_count() == 0 and \
+        while any(p.get_subscription_count() == 0 for p in waited) and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
         return player.play()

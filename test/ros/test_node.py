@@ -53,7 +53,7 @@ def live(tmp_path_factory, drive):
     params = write_params(tmp / 'params.yaml', {
         'ros.pose_source': 'odometry', 'ros.queue_size': 100, 'ros.input_qos': 'reliable',
         'ros.input_qos_depth': 1000, 'ros.update_rate_hz': 4.0,
-        'ros.publish_rate_hz': 4.0, 'ros.idle_flush_s': 1.0, 'ros.pose_wait_s': 0.3,
+        'ros.publish_rate_hz': 4.0, 'ros.idle_flush_s': 1.0, 'ros.pose_wait_s': 2.0,
         'ros.output_dir': str(tmp / 'saved'), 'reconstruct.debounce_s': 0.3,
         'reconstruct.max_segments_per_update': 8})
     node = NodeProcess(params, env, tmp / 'node.log')
@@ -63,11 +63,11 @@ def live(tmp_path_factory, drive):
         drive_dir, scans = drive
         play = subprocess.run(
             [sys.executable, '-m', 'noksr_ros.cli.main', 'play', str(drive_dir / 'drive.mcap'),
-             '--wait-for', LIDAR], env=env, cwd=ROOT, capture_output=True, text=True,
-            timeout=120)
+             '--wait-for', f'{LIDAR},/carla/ego_vehicle/odometry'], env=env, cwd=ROOT,
+            capture_output=True, text=True, timeout=120)
         assert play.returncode == 0, play.stdout + play.stderr
-        probe.spin_until(lambda: probe.stat('scans_integrated') == len(scans)
-                         and probe.stat('segments_dirty') == 0
+        probe.spin_until(lambda: probe.stat('scans_integrated') + probe.stat('drops_total')
+                         == len(scans) and probe.stat('segments_dirty') == 0
                          and probe.stat('queue_length') == 0
                          and probe.stat('segments_meshed') > 0, 300, 'the drive to be meshed')
         probe.spin_for(2.0)  # the last publish tick

@@ -73,3 +73,13 @@ def test_shipped_parameter_files_load():
         assert config.ros.lidar_topic == '/carla/ego_vehicle/lidar'
     carla = load_config(ROOT / 'config' / 'carla.yaml')
     assert carla.model.device == 'auto' and carla.ros.pose_source == 'auto'
+
+
+def test_parameters_cannot_change_while_running(context):
+    """Read-only parameters: a change is refused with a reason and changes nothing."""
+    node = make_node(context)
+    declare_config_parameters(node)
+    result = node.set_parameters([Parameter('ros.queue_size', value=3)])[0]
+    assert not result.successful and 'read-only' in result.reason
+    assert node.get_parameter('ros.queue_size').value == 10
+    node.destroy_node()

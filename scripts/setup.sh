@@ -49,7 +49,7 @@ fi
 req_files=("$ROOT/requirements/core.txt" "$ROOT/requirements/test.txt")
 ((USE_DISTRO)) || req_files+=("$ROOT/requirements/ros-wheels.txt")
 pkg_hash=$(cd "$ROOT" && cat "${req_files[@]}" setup.py setup.cfg package.xml \
-  $(git ls-files noksr_ros launch config resource scripts 2>/dev/null || find noksr_ros launch config resource scripts -type f) \
+  $(git ls-files noksr_ros launch config rviz resource scripts 2>/dev/null || find noksr_ros launch config rviz resource scripts -type f) \
   2>/dev/null | sha256sum | cut -d' ' -f1)
 want="distro=$USE_DISTRO hash=$pkg_hash"
 

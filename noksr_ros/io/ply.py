@@ -38,13 +38,17 @@ def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray,
     frec['n'], frec['i'] = 3, faces
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as fh:
-        fh.write(('\n'.join(header) + '\n').encode('ascii'))
-        fh.write(vrec.tobytes())
-        fh.write(frec.tobytes())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as fh:
+            fh.write(('\n'.join(header) + '\n').encode('ascii'))
+            fh.write(vrec.tobytes())
+            fh.write(frec.tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
     return path
 
 

@@ -10,6 +10,7 @@ clear.
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 import sys
 
@@ -142,6 +143,17 @@ def test_services_save_and_republish(live):
     # Welded: the same triangles as the markers, with shared vertices.
     assert len(mesh.triangles) == probe.collector.triangle_count()
     assert len(mesh.vertices) < 3 * len(mesh.triangles) / 2
+    # An unwritable output directory: a clear service error, and the map is untouched.
+    saved_dir = tmp / 'saved'
+    shutil.rmtree(saved_dir)
+    saved_dir.write_text('a file where the output directory should be')
+    failed = probe.call_trigger('/noksr/save_mesh')
+    assert not failed.success and 'cannot write the mesh' in failed.message
+    saved_dir.unlink()
+    again = probe.call_trigger('/noksr/save_mesh')
+    assert again.success
+    assert len(o3d.io.read_triangle_mesh(again.message).triangles) == len(mesh.triangles)
+
     before = len(probe.collector.arrivals)
     answer = probe.call_trigger('/noksr/publish_map')
     assert answer.success and 'segment meshes' in answer.message

@@ -111,7 +111,7 @@ def reconstruct_drive(source: DriveSource, config: NoksrConfig, model: NoksrMode
             step = rec.update(max_segments=1_000_000)
             network_s += step.network_s
             meshing_s += step.meshing_s
-            bar.set_postfix(segments=len(rec.map.keys()))
+            bar.set_postfix(segments=len(rec.map.keys()), pending=len(rec.pending(force=True)))
     bar.close()
     if rec.map is None:
         raise ValueError(f'{source.description} has no usable scans')

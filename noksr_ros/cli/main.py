@@ -104,6 +104,12 @@ def reconstruct(
     config: Optional[Path] = typer.Option(None, help='YAML config.'),
     set_: list[str] = typer.Option([], '--set', help='Override, e.g. model.device=cuda.'),
     update_every: int = typer.Option(20, help='Reconstruct dirty segments every N scans.'),
+    lidar_topic: Optional[str] = typer.Option(None, help='PointCloud2 topic of the bag '
+                                              '(ros.lidar_topic).'),
+    odom_topic: Optional[str] = typer.Option(None, help='Odometry topic (ros.odom_topic).'),
+    map_frame: Optional[str] = typer.Option(None, help='Map frame (ros.map_frame).'),
+    base_frame: Optional[str] = typer.Option(None, help='Vehicle frame (ros.base_frame).'),
+    lidar_frame: Optional[str] = typer.Option(None, help='LiDAR frame (ros.lidar_frame).'),
 ) -> None:
     """Reconstruct a whole drive (bag or npz) into one mesh (batch mode) plus OUT.json timings."""
     from noksr_ros.config import load_config, parse_set_options
@@ -111,8 +117,13 @@ def reconstruct(
 
     if (bag is None) == (npz is None):
         _fail(ValueError('give exactly one of --bag PATH or --npz DIR'))
+    flags = {'ros.lidar_topic': lidar_topic, 'ros.odom_topic': odom_topic,
+             'ros.map_frame': map_frame, 'ros.base_frame': base_frame,
+             'ros.lidar_frame': lidar_frame}
     try:
-        cfg = load_config(config, parse_set_options(set_))
+        overrides = parse_set_options(set_)
+        overrides.update({k: v for k, v in flags.items() if v is not None})
+        cfg = load_config(config, overrides)
         source = bag_source(bag, cfg) if bag is not None else npz_source(npz)
         model, device = model_from_config(cfg)
         result = reconstruct_drive(source, cfg, model, device, out,

@@ -106,3 +106,12 @@ def test_evaluate_scores_methods_on_one_drive_and_refuses_unknown_ones(tmp_path)
     assert row['time_s'] > 0 and row['peak_rss_mb'] > 50
     proc = noksr('evaluate', drive, '--methods', 'marching_squares', check=False)
     assert proc.returncode == 2 and 'valid: noksr' in proc.stderr
+
+
+def test_reconstruct_topic_flags_reach_the_bag_reader(tmp_path):
+    drive = tmp_path / 'drive'
+    noksr('simulate', '--seed', 6, '--out', drive, '--length-m', 0.5, '--speed-mps', 10,
+          '--no-npz')
+    proc = noksr('reconstruct', '--bag', drive / 'drive.mcap', '--out', tmp_path / 'm.ply',
+                 '--lidar-topic', '/velodyne_points', check=False)
+    assert proc.returncode == 2 and '/velodyne_points' in proc.stderr

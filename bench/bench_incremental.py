@@ -1,0 +1,104 @@
+"""
+Incremental vs batch reconstruction of the same drive, side by side in one process (issue 4).
+
+- batch: integrate every scan, then reconstruct every segment once (`finish()`).
+- incremental: after every scan, `update()` with the live node's scheduling (debounce 1 s,
+  max_wait 2 s from config/carla.yaml), then `finish()`; segments that keep changing are rebuilt
+  several times, which is the price of a live map.
+
+Reports wall / network / meshing seconds, segment reconstructions, the time ratio (goal <= 1.5x)
+and the symmetric Chamfer distance between the two final meshes (they should agree).
+
+    python -m bench.bench_incremental [--length-m 40] [--seed 1104]
+
+Prints a table and writes out/bench/incremental.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import tempfile
+import time
+
+import numpy as np
+
+from bench.common import report
+from noksr_ros.config import NoksrConfig, read_yaml_values
+from noksr_ros.data.drive import simulate_drive
+from noksr_ros.offline import model_from_config, npz_source
+from noksr_ros.reconstructor import Reconstructor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(scans: list, config: NoksrConfig, incremental: bool) -> dict:
+    model, device = model_from_config(config)
+    rec = Reconstructor(config, model, device)
+    t0 = time.perf_counter()
+    network = meshing = 0.0
+    rebuilt = 0
+    for stamp, points, pose in scans:
+        rec.integrate(stamp, points, pose)
+        if incremental:
+            step = rec.update(max_segments=1_000_000)
+            network, meshing = network + step.network_s, meshing + step.meshing_s
+            rebuilt += len(step.reconstructed)
+    rest = rec.finish()
+    network, meshing = network + rest.network_s, meshing + rest.meshing_s
+    rebuilt += len(rest.reconstructed)
+    wall = time.perf_counter() - t0
+    vertices, faces = rec.full_mesh()
+    return {'mode': 'incremental' if incremental else 'batch', 'wall_s': wall,
+            'network_s': network, 'meshing_s': meshing, 'reconstructions': rebuilt,
+            'segments': len(rec.map.keys()), 'faces': len(faces), '_vertices': vertices,
+            '_faces': faces}
+
+
+def _chamfer_cm(a: tuple, b: tuple) -> float:
+    """Symmetric mean distance from each mesh's vertices to the other surface (exact, cm)."""
+    import open3d as o3d
+
+    def one_way(points: np.ndarray, mesh: tuple) -> float:
+        if len(points) == 0 or len(mesh[1]) == 0:
+            return float('nan')
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor(mesh[0].astype(np.float32)),
+                            o3d.core.Tensor(mesh[1].astype(np.uint32)))
+        query = o3d.core.Tensor(points.astype(np.float32))
+        return float(scene.compute_distance(query).numpy().mean())
+
+    return 100 * 0.5 * (one_way(a[0], b) + one_way(b[0], a))
+
+
+def main() -> None:
+    """Run both modes on one simulated drive and report."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('--length-m', type=float, default=40.0)
+    parser.add_argument('--seed', type=int, default=1104)
+    args = parser.parse_args()
+    live = read_yaml_values(ROOT / 'config' / 'carla.yaml')
+    keys = ('reconstruct.debounce_s', 'reconstruct.max_wait_s')
+    config = NoksrConfig().with_overrides({k: live[k] for k in keys} | {'model.device': 'auto'})
+    with tempfile.TemporaryDirectory(prefix='noksr-bench-inc-') as tmp:
+        drive = simulate_drive(args.seed, Path(tmp) / 'drive', length_m=args.length_m,
+                               write_bag=False, progress=False)
+        scans = list(npz_source(drive.out_dir).scans)
+    batch = _run(scans, config, incremental=False)
+    incremental = _run(scans, config, incremental=True)
+    chamfer = _chamfer_cm((batch['_vertices'], batch['_faces']),
+                          (incremental['_vertices'], incremental['_faces']))
+    rows = [{k: v for k, v in r.items() if not k.startswith('_')} for r in (batch, incremental)]
+    ratio = incremental['wall_s'] / batch['wall_s']
+    for row in rows:
+        row['ratio_to_batch'] = row['wall_s'] / batch['wall_s']
+    report('incremental', rows, ['mode', 'wall_s', 'network_s', 'meshing_s', 'reconstructions',
+                                 'segments', 'faces', 'ratio_to_batch'],
+           extra={'chamfer_between_cm': chamfer, 'ratio': ratio, 'scans': len(scans),
+                  'drive': {'seed': args.seed, 'length_m': args.length_m}})
+    print(f'incremental / batch time: {ratio:.2f}x (goal <= 1.5x); Chamfer between the two '
+          f'meshes {chamfer:.3f} cm')
+
+
+if __name__ == '__main__':
+    main()

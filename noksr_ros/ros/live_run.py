@@ -28,7 +28,7 @@ import yaml
 
 from noksr_ros.ros.mesh_collector import MeshCollector
 from noksr_ros.ros.node import DIAGNOSTIC_NAME
-from noksr_ros.ros.player import BagPlayer
+from noksr_ros.ros.player import DISCOVERY_SETTLE_S, BagPlayer
 
 TRANSPORT_GRACE_S = 5.0
 
@@ -179,6 +179,8 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
         wanted = [p for t, p in player.publishers.items() if p is not None and t in input_topics]
         spin_until(lambda: all(p.get_subscription_count() > 0 for p in wanted), 60,
                    'the node to subscribe')
+        matched = time.monotonic() + DISCOVERY_SETTLE_S  # the other side matches too
+        spin_until(lambda: time.monotonic() > matched, 10, 'discovery to settle')
         t0 = time.monotonic()
         thread = threading.Thread(target=play, name='noksr-player', daemon=True)
         thread.start()

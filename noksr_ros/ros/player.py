@@ -23,6 +23,7 @@ from noksr_ros.errors import BagError
 from noksr_ros.io.bag import open_bag
 
 STATIC_TOPICS = ('/tf_static',)
+DISCOVERY_SETTLE_S = 1.0
 
 
 def message_class(msgtype: str) -> type | None:
@@ -133,6 +134,10 @@ def run_player(path: str | Path, *, rate: float = 1.0, topics: list[str] | None 
         while any(p.get_subscription_count() == 0 for p in waited) and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
+        if waited:
+            # The publisher sees the subscription before the subscriber has matched the
+            # publisher; samples sent in between are lost to it (seen in CI). Let both sides match.
+            time.sleep(DISCOVERY_SETTLE_S)
         return player.play()
     finally:
         node.destroy_node()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import statistics
 import tempfile
 
 from bench.common import report
@@ -57,7 +56,7 @@ def main() -> None:
                                  progress=False)
         for name in args.configs.split(','):
             live = run_live_drive(summary.bag_path, _params(name), Path(tmp) / name)
-            lat = sorted(live.latencies_s)
+            median, p95 = live.latency_stats()
             rows.append({
                 'config': name, 'device': live.diagnostics.get('device'),
                 'published': live.scans_published, 'integrated': live.stat('scans_integrated'),
@@ -65,8 +64,7 @@ def main() -> None:
                 'lost_in_transport': live.scans_published - live.stat('scans_integrated')
                 - live.stat('drops_total'),
                 'integrated_per_s': live.integration_rate(),
-                'latency_median_s': statistics.median(lat) if lat else None,
-                'latency_p95_s': lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None,
+                'latency_median_s': median, 'latency_p95_s': p95,
                 'settle_s': live.settle_s, 'play_s': live.play_s,
                 'triangles': len(live.faces), 'messages': live.messages})
     report('node', rows, ['config', 'device', 'published', 'integrated', 'dropped',

@@ -142,9 +142,7 @@ def _quality_rows(drive_dir: Path, vertices: np.ndarray, faces: np.ndarray,
 
 def _write_report(out: Path, bag: Path, live: LiveRunResult, rows: list[dict[str, Any]],
                   n_faces: int, total_s: float) -> Path:
-    lat = sorted(live.latencies_s)
-    med = statistics.median(lat) if lat else float('nan')
-    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float('nan')
+    med, p95 = live.latency_stats()
     drops = {k[len('drops.'):]: v for k, v in live.diagnostics.items() if k.startswith('drops.')}
     lines = [
         '# noksr_ros demo report', '',

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -49,6 +50,13 @@ class LiveRunResult:
     messages: int
     published_at: dict[int, float] = field(default_factory=dict)
     integrated_at: list[tuple[float, int]] = field(default_factory=list)
+
+    def latency_stats(self) -> tuple[float, float]:
+        """(median, p95) mesh latency in seconds; NaN when no mesh message carried a scan."""
+        lat = sorted(self.latencies_s)
+        if not lat:
+            return float('nan'), float('nan')
+        return statistics.median(lat), lat[min(len(lat) - 1, int(0.95 * len(lat)))]
 
     def integration_rate(self) -> float:
         """Scans integrated per second, from the first scan published to the last integrated."""

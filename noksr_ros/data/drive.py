@@ -30,6 +30,10 @@ from noksr_ros.data.trajectory import Trajectory
 
 EPOCH_NS = 1_700_000_000 * 1_000_000_000
 ODOMETRY_RATE_HZ = 50.0
+# The bag's odometry starts this long before the first scan, with the car standing at its start
+# pose, as a bridge's odometry runs before a recording's first LiDAR sweep. A replay that loses
+# its first few odometry messages to DDS discovery still has a pose for the first scan.
+ODOMETRY_LEAD_S = 0.5
 STORAGES = ('mcap', 'sqlite3')
 MESH_FILE = 'gt_mesh.ply'
 NPZ_DIR = 'npz'
@@ -79,8 +83,10 @@ def simulate_drive(seed: int, out_dir: str | Path, *, length_m: float = 300.0,
     if write_bag:
         from noksr_ros.io.bag_writer import write_carla_bag
 
-        odom_times = _times(trajectory.duration_s, ODOMETRY_RATE_HZ)
-        odom = list(zip(_stamps(odom_times), trajectory.poses_at(odom_times)))
+        odom_times = np.concatenate([
+            -np.arange(round(ODOMETRY_LEAD_S * ODOMETRY_RATE_HZ), 0, -1) / ODOMETRY_RATE_HZ,
+            _times(trajectory.duration_s, ODOMETRY_RATE_HZ)])
+        odom = list(zip(_stamps(odom_times), trajectory.poses_at(np.maximum(odom_times, 0.0))))
         write_carla_bag(bag_path, scans, odom, lidar.t_base_sensor(), storage=storage)
     else:
         for _ in scans:
@@ -175,6 +181,7 @@ def _drive_info(town: Town, lidar: LidarSpec, speed_mps: float,
     """The JSON-ready description of a drive stored in drive.json."""
     return {'seed': town.seed, 'length_m': town.length_m, 'speed_mps': speed_mps,
             'scan_rate_hz': scan_rate_hz, 'odometry_rate_hz': ODOMETRY_RATE_HZ,
+            'odometry_lead_s': ODOMETRY_LEAD_S,
             'epoch_ns': EPOCH_NS, 'frames': {'map': 'map', 'base': 'ego_vehicle',
                                              'lidar': 'ego_vehicle/lidar'},
             'lidar': lidar.to_dict(), 'T_base_sensor': lidar.t_base_sensor().tolist(),

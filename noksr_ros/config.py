@@ -122,6 +122,11 @@ class RosConfig:
     lidar_frame: str = _f('', "LiDAR frame; empty: the PointCloud2's header.frame_id.")
     max_pose_gap_s: float = _f(0.5, 'Scans farther than this from the nearest pose sample are '
                                'dropped rather than extrapolated.', lo=0.0)
+    max_pose_speed_mps: float = _f(70.0, 'Two pose samples farther apart than this speed allows '
+                                   'are a jump (teleport, odometry reset): scans between them '
+                                   'are dropped, never integrated with a smeared pose.', lo=0.0)
+    max_pose_turn_dps: float = _f(360.0, 'Same as max_pose_speed_mps for rotation, in degrees '
+                                  'per second.', lo=0.0)
     pose_source: str = _f('auto', "Where live scan poses come from: 'tf' (tf2_ros lookup of "
                           "map_frame <- scan frame), 'odometry' (odom_topic + "
                           "base_to_lidar_xyz_rpy), 'transform' (transform_topic + "

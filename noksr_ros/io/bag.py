@@ -28,6 +28,7 @@ from noksr_ros.io.pointcloud2 import CloudReadResult, cloud_field_names, read_po
 from noksr_ros.io.transforms import PoseTrack, compose, invert, pose_to_matrix
 
 DROP_NO_POSE = 'no_pose'
+DROP_POSE_JUMP = 'pose_jump'
 DROP_BAD_CLOUD = 'bad_cloud'
 DROP_TOO_LARGE = 'too_large'
 _CDR_SLACK_BYTES = 1 << 16  # header, frame id and field table around the point data
@@ -74,7 +75,8 @@ class BagDriveReader:
                  odom_topic: str = '/carla/ego_vehicle/odometry', tf_topic: str = '/tf',
                  tf_static_topic: str = '/tf_static', map_frame: str = 'map',
                  base_frame: str = 'ego_vehicle', lidar_frame: str = '',
-                 max_pose_gap_s: float = 0.5, max_points: int | None = None,
+                 max_pose_gap_s: float = 0.5, max_pose_speed_mps: float = np.inf,
+                 max_pose_turn_dps: float = np.inf, max_points: int | None = None,
                  max_bytes: int | None = None) -> None:
         """
         Open the bag's metadata and choose its topics.
@@ -89,6 +91,9 @@ class BagDriveReader:
             base_frame: vehicle frame (child frame of the odometry).
             lidar_frame: sensor frame; '' uses each cloud's header.frame_id.
             max_pose_gap_s: scans farther than this from the nearest pose sample are dropped.
+            max_pose_speed_mps: pose samples farther apart than this speed allows are a jump;
+                scans between them are dropped.
+            max_pose_turn_dps: the same for rotation (degrees per second).
             max_points: scans with more points are dropped (None: no cap).
             max_bytes: scans with a larger data buffer are dropped (None: no cap).
 
@@ -100,6 +105,7 @@ class BagDriveReader:
         self.map_frame, self.base_frame = _frame(map_frame), _frame(base_frame)
         self.lidar_frame = _frame(lidar_frame)
         self.max_pose_gap_s = max_pose_gap_s
+        self.pose_limits = (max_pose_speed_mps, max_pose_turn_dps)
         self.max_points, self.max_bytes = max_points, max_bytes
         self._typestore = default_typestore()
         with open_bag(self.path) as reader:
@@ -118,6 +124,8 @@ class BagDriveReader:
                    tf_topic=ros.tf_topic, tf_static_topic=ros.tf_static_topic,
                    map_frame=ros.map_frame, base_frame=ros.base_frame,
                    lidar_frame=ros.lidar_frame, max_pose_gap_s=ros.max_pose_gap_s,
+                   max_pose_speed_mps=ros.max_pose_speed_mps,
+                   max_pose_turn_dps=ros.max_pose_turn_dps,
                    max_points=cfg.ingest.max_points_per_scan,
                    max_bytes=cfg.ingest.max_scan_bytes)
 
@@ -183,7 +191,8 @@ class BagDriveReader:
                 f'no {self.map_frame} -> {self.base_frame} pose on {self.pose_topic} '
                 f'({self.pose_source}); transforms seen: {", ".join(sorted(seen)) or "none"}; '
                 'set ros.map_frame / ros.base_frame to match')
-        return PoseTrack(np.array(stamps, dtype=np.int64), np.stack(poses), self.max_pose_gap_s)
+        return PoseTrack(np.array(stamps, dtype=np.int64), np.stack(poses), self.max_pose_gap_s,
+                         *self.pose_limits)
 
     def _dynamic_edges(self) -> dict[str, tuple[str, np.ndarray]]:
         """First sample of every transform on the /tf topic (fallback for sensor extrinsics)."""
@@ -220,6 +229,10 @@ class BagDriveReader:
                extrinsics: _Extrinsics) -> DriveScan | None:
         """Attach T_map_sensor at the cloud's stamp, or None (counted) without a pose."""
         query = track.at(np.array([cloud.stamp_ns]))
+        if query.jump[0]:
+            self.stats.drop(DROP_POSE_JUMP, f'the pose jumps around stamp {cloud.stamp_ns} ns '
+                                            '(faster than ros.max_pose_speed_mps / turn_dps)')
+            return None
         if not query.valid[0]:
             self.stats.drop(DROP_NO_POSE, f'no pose within {self.max_pose_gap_s} s of stamp '
                                           f'{cloud.stamp_ns} ns')

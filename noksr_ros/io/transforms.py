@@ -84,10 +84,16 @@ def transform_points(transform: np.ndarray, xyz: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PoseQuery:
-    """Poses looked up at query stamps: (K, 4, 4) float64 (NaN where invalid) and (K,) bool."""
+    """
+    Poses looked up at query stamps: (K, 4, 4) float64 (NaN where invalid) and (K,) bool.
+
+    `jump` (K,) bool marks invalid queries that fell between two samples the vehicle could not
+    have moved between (a teleport or an odometry reset): interpolating there smears geometry.
+    """
 
     poses: np.ndarray
     valid: np.ndarray
+    jump: np.ndarray | None = None
 
 
 class PoseTrack:
@@ -96,10 +102,13 @@ class PoseTrack:
 
     Translation is interpolated linearly and rotation by spherical linear interpolation between
     the two samples around a query stamp. A query is invalid when it lies outside
-    [first, last] sample stamp or when its nearest sample is farther than `max_gap_s`.
+    [first, last] sample stamp, when its nearest sample is farther than `max_gap_s`, or when the
+    two samples around it are a jump: faster than `max_speed_mps` or `max_turn_dps` (a teleport
+    or an odometry reset; samples exactly at the query stamp stay valid).
     """
 
-    def __init__(self, stamps_ns: np.ndarray, poses: np.ndarray, max_gap_s: float) -> None:
+    def __init__(self, stamps_ns: np.ndarray, poses: np.ndarray, max_gap_s: float,
+                 max_speed_mps: float = np.inf, max_turn_dps: float = np.inf) -> None:
         """
         Build from (M,) int64 sample stamps (any order) and (M, 4, 4) rigid transforms.
 
@@ -115,6 +124,7 @@ class PoseTrack:
         self.stamps_ns, first = np.unique(stamps, return_index=True)
         self.poses = poses[first]
         self.max_gap_ns = int(round(max_gap_s * 1e9))
+        self._jump_after = _jumps(self.stamps_ns, self.poses, max_speed_mps, max_turn_dps)
         self._slerp = None
         if self.stamps_ns.size >= 2:
             self._slerp = Slerp(self._seconds(self.stamps_ns),
@@ -137,15 +147,25 @@ class PoseTrack:
         right = np.searchsorted(self.stamps_ns, q).clip(0, self.stamps_ns.size - 1)
         left = (right - 1).clip(0, None)
         nearest = np.minimum(np.abs(q - self.stamps_ns[left]), np.abs(self.stamps_ns[right] - q))
-        return inside & (nearest <= self.max_gap_ns)
+        return inside & (nearest <= self.max_gap_ns) & ~self.in_jump(q)
+
+    def in_jump(self, stamps_ns: np.ndarray) -> np.ndarray:
+        """(K,) bool: query stamps strictly between two samples that are a jump."""
+        q = np.asarray(stamps_ns, dtype=np.int64).reshape(-1)
+        if self.stamps_ns.size < 2:
+            return np.zeros(q.shape, dtype=bool)
+        right = np.searchsorted(self.stamps_ns, q).clip(1, self.stamps_ns.size - 1)
+        between = (q > self.stamps_ns[right - 1]) & (q < self.stamps_ns[right])
+        return between & self._jump_after[right - 1]
 
     def at(self, stamps_ns: np.ndarray) -> PoseQuery:
         """Poses at (K,) int64 ns stamps; exact sample stamps return the sample bit for bit."""
         q = np.asarray(stamps_ns, dtype=np.int64).reshape(-1)
         valid = self.valid(q)
+        jump = self.in_jump(q)
         out = np.full((q.size, 4, 4), np.nan)
         if not valid.any():
-            return PoseQuery(out, valid)
+            return PoseQuery(out, valid, jump)
         if self._slerp is not None:
             qs = self._seconds(q[valid])
             out[valid, :3, :3] = self._slerp(qs).as_matrix()
@@ -156,10 +176,27 @@ class PoseTrack:
         index = np.searchsorted(self.stamps_ns, q).clip(0, self.stamps_ns.size - 1)
         exact = valid & (self.stamps_ns[index] == q)
         out[exact] = self.poses[index[exact]]
-        return PoseQuery(out, valid)
+        return PoseQuery(out, valid, jump)
+
+
+def _jumps(stamps_ns: np.ndarray, poses: np.ndarray, max_speed_mps: float,
+           max_turn_dps: float) -> np.ndarray:
+    """(M,) bool: sample i and i+1 are farther apart than the speed limits allow (last: False)."""
+    out = np.zeros(stamps_ns.size, dtype=bool)
+    if stamps_ns.size < 2:
+        return out
+    dt = np.diff(stamps_ns).astype(np.float64) * 1e-9
+    dist = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+    relative = np.einsum('kji,kjl->kil', poses[:-1, :3, :3], poses[1:, :3, :3])
+    cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    turn_deg = np.degrees(np.arccos(cos))
+    out[:-1] = (dist > max_speed_mps * dt) | (turn_deg > max_turn_dps * dt)
+    return out
 
 
 def interpolate_poses(sample_stamps_ns: np.ndarray, sample_poses: np.ndarray,
-                      query_stamps_ns: np.ndarray, max_gap_s: float) -> PoseQuery:
-    """One-shot `PoseTrack(sample_stamps_ns, sample_poses, max_gap_s).at(query_stamps_ns)`."""
-    return PoseTrack(sample_stamps_ns, sample_poses, max_gap_s).at(query_stamps_ns)
+                      query_stamps_ns: np.ndarray, max_gap_s: float,
+                      max_speed_mps: float = np.inf, max_turn_dps: float = np.inf) -> PoseQuery:
+    """One-shot `PoseTrack(...).at(query_stamps_ns)` with the same arguments."""
+    return PoseTrack(sample_stamps_ns, sample_poses, max_gap_s, max_speed_mps,
+                     max_turn_dps).at(query_stamps_ns)

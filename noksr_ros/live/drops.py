@@ -14,6 +14,7 @@ import time
 # Reasons used by the live pipeline and the node (diagnostics keys).
 QUEUE_FULL = 'queue_full'
 NO_POSE = 'no_pose'
+POSE_JUMP = 'pose_jump'
 BAD_POSE = 'bad_pose'
 BAD_CLOUD = 'bad_cloud'
 TOO_LARGE = 'too_large'

@@ -26,7 +26,7 @@ import torch
 from noksr_ros.config import NoksrConfig
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
-from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseLookup
+from noksr_ros.live.pose_buffer import JUMP, OK, UNKNOWN, WAIT, PoseLookup
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.reconstructor import Reconstructor
 from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
@@ -251,6 +251,11 @@ class LivePipeline:
                     self.config.ros.pose_wait_s:
                 continue
             done.append(scan)
+            if lookup.status == JUMP:
+                self.drops.drop(reasons.POSE_JUMP, f'the pose jumps around the scan at '
+                                f'{scan.stamp_ns} ns (teleport or odometry reset): not smeared '
+                                'into the map')
+                continue
             if lookup.status != OK:
                 why = ('none arrived in time' if lookup.status == WAIT else
                        'outside the pose history')

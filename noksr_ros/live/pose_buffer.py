@@ -3,7 +3,9 @@ Vehicle poses arriving on a topic (odometry or TransformStamped), queried at sca
 
 A scan is integrated only with a pose interpolated between two samples around its stamp (never
 extrapolated), so a scan that arrives before the pose after it waits (`WAIT`), and a scan whose
-stamp falls before the kept history or into a gap wider than `max_gap_s` is `UNKNOWN`.
+stamp falls before the kept history or into a gap wider than `max_gap_s` is `UNKNOWN`. A scan
+between two samples the vehicle cannot have moved between (faster than `max_speed_mps` or
+`max_turn_dps`: a teleport or an odometry reset) is `JUMP`: interpolating there would smear it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from noksr_ros.io.transforms import check_rigid, interpolate_poses
 OK = 'ok'
 WAIT = 'wait'
 UNKNOWN = 'unknown'
+JUMP = 'jump'
 
 
 @dataclass(frozen=True)
 class PoseLookup:
-    """Result of a query: `status` OK with `pose` (4,4), or WAIT / UNKNOWN with `pose` None."""
+    """Result of a query: `status` OK with `pose` (4,4), or WAIT / UNKNOWN / JUMP, `pose` None."""
 
     status: str
     pose: np.ndarray | None = None
@@ -32,10 +35,12 @@ class PoseLookup:
 class PoseBuffer:
     """Time-sorted (stamp ns, T_map_base) samples, bounded by count; thread-safe."""
 
-    def __init__(self, max_gap_s: float, max_samples: int = 4096) -> None:
+    def __init__(self, max_gap_s: float, max_samples: int = 4096, max_speed_mps: float = np.inf,
+                 max_turn_dps: float = np.inf) -> None:
         if max_samples < 2:
             raise ValueError(f'max_samples must be >= 2, got {max_samples}')
         self.max_gap_ns = int(round(max_gap_s * 1e9))
+        self.limits = (max_speed_mps, max_turn_dps)
         self.max_samples = max_samples
         self._stamps: list[int] = []
         self._poses: list[np.ndarray] = []
@@ -63,7 +68,7 @@ class PoseBuffer:
                 del self._stamps[0], self._poses[0]
 
     def lookup(self, stamp_ns: int) -> PoseLookup:
-        """Pose at `stamp_ns`: OK (interpolated), WAIT (newer than every sample) or UNKNOWN."""
+        """Pose at `stamp_ns`: OK (interpolated), WAIT (newer than every sample), UNKNOWN, JUMP."""
         with self._lock:
             if not self._stamps:
                 return PoseLookup(WAIT)
@@ -76,7 +81,9 @@ class PoseBuffer:
             stamps = np.array(self._stamps[left:right + 1], np.int64)
             poses = np.stack(self._poses[left:right + 1])
         query = interpolate_poses(stamps, poses, np.array([stamp_ns], np.int64),
-                                  self.max_gap_ns * 1e-9)
+                                  self.max_gap_ns * 1e-9, *self.limits)
+        if query.jump[0]:
+            return PoseLookup(JUMP)
         if not query.valid[0]:
             return PoseLookup(UNKNOWN)
         return PoseLookup(OK, query.poses[0])

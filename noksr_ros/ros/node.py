@@ -76,7 +76,8 @@ class NoksrNode(Node):
         if self.pose_source == 'auto':
             self.pose_source = 'tf' if tf2_available() else 'odometry'
         self._extrinsic = extrinsic_matrix(cfg.base_to_lidar_xyz_rpy)
-        self._poses = PoseBuffer(cfg.max_pose_gap_s)
+        self._poses = PoseBuffer(cfg.max_pose_gap_s, max_speed_mps=cfg.max_pose_speed_mps,
+                                 max_turn_dps=cfg.max_pose_turn_dps)
         reliability = (ReliabilityPolicy.BEST_EFFORT if cfg.input_qos == 'sensor_data' else
                        ReliabilityPolicy.RELIABLE)
         input_qos = QoSProfile(depth=cfg.input_qos_depth, reliability=reliability)

@@ -25,7 +25,7 @@ def test_every_field_has_help_and_a_unit_or_is_unitless_by_nature():
     for spec in field_specs():
         assert spec.help.endswith('.'), spec.name
         key = spec.name.split('.', 1)[1]
-        units = ('_m', '_s', '_deg', '_hz', '_voxels')
+        units = ('_m', '_s', '_deg', '_hz', '_voxels', '_mps', '_dps')
         assert key.endswith(units) or any(u in key for u in unitless) or key in mixed_units, key
 
 

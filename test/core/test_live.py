@@ -7,7 +7,7 @@ from test_reconstructor import config, drive, model  # noqa: F401 - the shared s
 from noksr_ros.io.ply import read_ply
 from noksr_ros.live.drops import DropCounter
 from noksr_ros.live.pipeline import LivePipeline, LiveScan
-from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseBuffer
+from noksr_ros.live.pose_buffer import JUMP, OK, UNKNOWN, WAIT, PoseBuffer
 from noksr_ros.ros.marker_cdr import ADD, DELETE, DELETEALL
 from noksr_ros.ros.mesh_markers import MarkerIds, change_markers
 
@@ -69,7 +69,7 @@ class Clock:
 
 def make_pipeline(scans, **over):
     """Pipeline on the shared drive with a manual clock; poses are T_map_sensor directly."""
-    poses = PoseBuffer(max_gap_s=1.0)
+    poses = PoseBuffer(max_gap_s=1.0, max_speed_mps=70.0, max_turn_dps=360.0)
     clock = Clock()
     values = {'ros.queue_size': 8, 'ros.pose_wait_s': 0.5, 'ros.update_rate_hz': 10.0,
               'ros.idle_flush_s': 1.0}
@@ -116,6 +116,38 @@ def test_hopeless_scans_are_dropped_and_counted(drive):  # noqa: F811
     pipe.step()
     assert pipe.drops.counts() == {'queue_full': 1, 'no_pose': 2, 'out_of_order': 1}
     assert pipe.queue_length() == 0 and pipe.scans_integrated == 1
+
+
+def test_pose_buffer_reports_jumps():
+    buf = PoseBuffer(max_gap_s=1.0, max_speed_mps=70.0, max_turn_dps=360.0)
+    buf.add(0, pose_x(0.0))
+    buf.add(100_000_000, pose_x(1.0))  # 10 m/s
+    buf.add(200_000_000, pose_x(30.0))  # 290 m/s: a teleport
+    buf.add(300_000_000, pose_x(31.0, yaw=1.0))  # 573 deg/s: a reset of the heading
+    assert buf.lookup(50_000_000).status == OK
+    assert buf.lookup(150_000_000).status == JUMP
+    assert buf.lookup(200_000_000).status == OK  # the sample itself is a true pose
+    assert buf.lookup(250_000_000).status == JUMP
+
+
+def test_a_scan_inside_a_pose_jump_is_dropped_not_smeared(drive):  # noqa: F811
+    _, scans = drive
+    pipe, poses, _ = make_pipeline(scans)
+    (stamp0, _, pose0), (stamp1, _, pose1) = scans[0], scans[1]
+    teleported = pose0.copy()
+    teleported[:3, 3] += (100.0, 0.0, 0.0)
+    poses.add(int((stamp0 - 0.05) * 1e9), pose0)
+    poses.add(int((stamp0 + 0.05) * 1e9), teleported)  # 100 m in 0.1 s
+    poses.add(int(stamp1 * 1e9), pose1)  # an exact sample: a true pose
+    poses.add(int((stamp1 + 0.05) * 1e9), pose1)
+    items = live_scans(scans)
+    pipe.submit(items[0])
+    pipe.step()
+    assert pipe.drops.counts() == {'pose_jump': 1} and pipe.scans_integrated == 0
+    assert pipe.rec.map is None  # nothing of it reached the map
+    pipe.submit(items[1])  # a scan at a pose sample is integrated
+    pipe.step()
+    assert pipe.scans_integrated == 1 and pipe.drops.total() == 1
 
 
 def test_a_failing_pose_source_drops_the_scan(drive):  # noqa: F811

@@ -170,3 +170,23 @@ def test_nanosecond_precision_late_stamps():
     result = PoseTrack(stamps, poses, max_gap_s=1e-9).at([base + 1])
     assert result.valid[0]
     np.testing.assert_allclose(result.poses[0, 0, 3], 1.0, atol=1e-12)
+
+
+def test_jumps_faster_than_the_limits_invalidate_only_the_queries_between():
+    # 10 m/s for 1 s, a 50 m teleport within 0.1 s, then a 90 degree turn within 0.1 s.
+    stamps = np.array([0, S, S + S // 10, 2 * S, 2 * S + S // 10])
+    poses = np.stack([planar_pose(0, 0, 0), planar_pose(0, 10, 0), planar_pose(0, 60, 0),
+                      planar_pose(0, 69, 0), planar_pose(np.pi / 2, 69, 0)])
+    query = np.array([S // 2, S, S + S // 20, S + S // 10, 2 * S + S // 20])
+    free = PoseTrack(stamps, poses, max_gap_s=1.0).at(query)
+    assert free.valid.all() and not free.jump.any()
+    limited = PoseTrack(stamps, poses, max_gap_s=1.0, max_speed_mps=70, max_turn_dps=360)
+    result = limited.at(query)
+    assert result.jump.tolist() == [False, False, True, False, True]
+    assert result.valid.tolist() == [True, True, False, True, False]
+    assert np.isnan(result.poses[result.jump]).all()
+    # The samples on either side of a jump are still exact poses.
+    np.testing.assert_array_equal(result.poses[[1, 3]], poses[[1, 2]])
+    # A turn at 900 deg/s is within a limit of 1000 deg/s.
+    loose = PoseTrack(stamps, poses, 1.0, max_speed_mps=600, max_turn_dps=1000)
+    assert loose.at(query).valid.all()

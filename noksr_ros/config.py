@@ -67,6 +67,10 @@ class MappingConfig:
     keep_radius_m: float = _f(150.0, 'Segments farther than this from the vehicle are moved to '
                               'the store on disk.', lo=1.0)
     store_dir: str = _f('', 'Directory of the segment store; empty: no eviction to disk.')
+    persist_period_s: float = _f(10.0, 'With a store, the live node writes changed segments and '
+                                 'its pending work to it this often (and at shutdown), so a '
+                                 'crash loses at most this much; 0: only at eviction and '
+                                 'shutdown.', lo=0.0)
     curve: str = _f('z', 'Space-filling curve of segment keys.', choices=('z', 'hilbert'))
 
 

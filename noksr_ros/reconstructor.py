@@ -182,6 +182,12 @@ class Reconstructor:
             total.meshing_s += step.meshing_s
         return total
 
+    def checkpoint(self) -> list[int]:
+        """With a store: write every changed segment and the pending work (see SegmentMap)."""
+        if self.map is None or self.map.store is None:
+            return []
+        return self.map.checkpoint()
+
     def _evict(self) -> None:
         if self.map is not None and self.map.store is not None:
             self.map.evict_far(self.vehicle_m, self.config.mapping.keep_radius_m)

@@ -26,6 +26,7 @@ import torch
 from noksr_ros.config import NoksrConfig
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
+from noksr_ros.live.memory import release_free_memory
 from noksr_ros.live.pose_buffer import JUMP, OK, UNKNOWN, WAIT, PoseLookup
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.reconstructor import Reconstructor
@@ -33,6 +34,7 @@ from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
 
 # (stamp ns, frame id of the scan) -> T_map_sensor lookup.
 PoseResolver = Callable[[int, str], PoseLookup]
+TRIM_PERIOD_S = 5.0  # malloc_trim after an update at most this often (it walks the heap)
 
 
 @dataclass
@@ -88,6 +90,9 @@ class LivePipeline:
         self.last_mesh_stamp_ns = 0
         self._last_scan_s = clock()
         self._next_update_s = clock()
+        self._next_trim_s = clock()
+        self._next_checkpoint_s = clock() + config.mapping.persist_period_s
+        self.checkpoints = self.checkpoint_errors = 0
         self._map_stats: dict[str, int] = {}
         self._refresh_map_stats()
 
@@ -165,6 +170,8 @@ class LivePipeline:
             'segments_meshed': meshed,
             'updates': self.updates,
             'last_update_s': round(self.last_update_s, 4),
+            'checkpoints': self.checkpoints,
+            'checkpoint_errors': self.checkpoint_errors,
             'device': str(self.device),
         }
 
@@ -192,13 +199,28 @@ class LivePipeline:
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Ask the worker to stop after its current step and wait for it."""
+        """Ask the worker to stop after its current step, wait for it, checkpoint the store."""
         self._stop.set()
         with self._cv:
             self._cv.notify()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self._log('the worker did not stop in time: the store keeps its last checkpoint')
+                return
             self._thread = None
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write the map to its store (if any); a failure is logged and counted, never raised."""
+        self._next_checkpoint_s = self._clock() + self.config.mapping.persist_period_s
+        try:
+            self.rec.checkpoint()
+            self.checkpoints += 1
+        except Exception as exc:  # noqa: BLE001 - a full disk must not stop the live map
+            self.checkpoint_errors += 1
+            self._log(f'checkpoint of the segment store failed (the map in memory is intact; '
+                      f'retried in {self.config.mapping.persist_period_s} s): {_describe(exc)}')
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -228,6 +250,8 @@ class LivePipeline:
             self._next_update_s = now + 1.0 / self.config.ros.update_rate_hz
             idle = now - self._last_scan_s >= self.config.ros.idle_flush_s
             busy |= self._update(force=idle)
+        if self.config.mapping.persist_period_s > 0 and now >= self._next_checkpoint_s:
+            self._checkpoint()
         if busy or clear:
             self._refresh_map_stats()
         return busy
@@ -305,6 +329,9 @@ class LivePipeline:
                 self._changed.discard(key)
                 self._removed.add(key)
             self.last_mesh_stamp_ns = max(stamp_ns, 0)
+        if self._clock() >= self._next_trim_s:  # an update frees many buffers: hand them back
+            self._next_trim_s = self._clock() + TRIM_PERIOD_S
+            release_free_memory()
         return True
 
     def _clear(self) -> None:

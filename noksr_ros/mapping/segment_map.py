@@ -94,6 +94,8 @@ class SegmentMap:
             store.bind(StoreMeta(tuple(self._origin.tolist()), self._size, self._cell, curve))
         self._segments: dict[int, Segment] = {}
         self._counters = dict.fromkeys(('integrated', 'capped', 'nonfinite'), 0)
+        if store is not None:  # resumed work: `dirty_keys` sees loaded segments only
+            self.ensure_loaded(store.read_pending())
 
     @classmethod
     def from_config(cls, cfg: MappingConfig, origin_m: np.ndarray | None = None) -> SegmentMap:
@@ -336,6 +338,22 @@ class SegmentMap:
         saved = self.dirty_keys('persist')
         for key in saved:
             self._persist(self._segments[key])
+        return saved
+
+    def checkpoint(self) -> list[int]:
+        """
+        Make the store a resumable copy of the map: flush, and record the pending work.
+
+        The pending index is widened before the segment writes and narrowed after them, so a
+        crash at any point leaves an index that covers every stored segment still dirty for
+        'reconstruct'. Returns the keys written.
+        """
+        if self._store is None:
+            raise ValueError('checkpoint needs a SegmentMap created with a store')
+        pending = set(self.dirty_keys('reconstruct'))
+        self._store.write_pending(pending | set(self._store.read_pending()))
+        saved = self.flush()
+        self._store.write_pending(pending)
         return saved
 
     def stats(self) -> MapStats:

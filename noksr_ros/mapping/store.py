@@ -5,6 +5,8 @@ Layout of the directory:
 - `seg_<key as 16 hex digits>.npz`: every array of a `Segment` (no pickles), plus `format_version`
   and `checksum`, the sha256 of all other arrays (names, dtypes, shapes and bytes).
 - `meta.json`: the settings that give the files their meaning (origin, sizes, curve).
+- `pending.json`: keys of stored segments that may still await reconstruction, so a resumed map
+  finds that work without reading every file (a superset while a checkpoint is being written).
 - `.tmp-*`: files being written. A save writes a temp file in the same directory, flushes and
   fsyncs it, renames it over the final name (`os.replace`, atomic on POSIX) and fsyncs the
   directory; a crash leaves either the old or the new file, plus perhaps a temp file, which is
@@ -33,6 +35,7 @@ from noksr_ros.mapping.segment import Segment
 STORE_FORMAT_VERSION = 1
 _SEGMENT_FILE = re.compile(r'^seg_([0-9a-f]{16})\.npz$')
 _TEMP_PREFIX = '.tmp-'
+_PENDING_FILE = 'pending.json'
 _META_FILE = 'meta.json'
 
 
@@ -162,6 +165,28 @@ class SegmentStore:
         except OSError as exc:
             raise StoreError(f'cannot delete segment file {path}: {exc}') from exc
         self._keys.discard(int(key))
+
+    def write_pending(self, keys: list[int] | set[int]) -> None:
+        """Record (atomically) which stored segments still await reconstruction."""
+        text = json.dumps(sorted(int(k) for k in keys)) + '\n'
+        path = self._dir / _PENDING_FILE
+        try:
+            _atomic_write(path, lambda f: f.write(text.encode()))
+        except OSError as exc:
+            raise StoreError(f'cannot write {path}: {exc}') from exc
+
+    def read_pending(self) -> list[int]:
+        """Keys recorded by `write_pending` that are stored ([] when none were recorded)."""
+        path = self._dir / _PENDING_FILE
+        if not path.exists():
+            return []
+        try:
+            keys = json.loads(path.read_text())
+            if not isinstance(keys, list) or not all(isinstance(k, int) for k in keys):
+                raise ValueError('not a list of integer keys')
+        except (OSError, ValueError) as exc:
+            raise StoreError(f'pending-work index {path} is unreadable: {exc}') from exc
+        return [k for k in keys if k in self._keys]
 
     def read_meta(self) -> StoreMeta | None:
         """The settings in `meta.json`, or None for a store that has none yet."""

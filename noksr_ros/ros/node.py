@@ -31,6 +31,7 @@ from noksr_ros.io.pointcloud2 import read_points, stamp_to_ns
 from noksr_ros.io.transforms import compose, pose_to_matrix
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
+from noksr_ros.live.memory import tune_allocator
 from noksr_ros.live.pipeline import LivePipeline, LiveScan
 from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseBuffer, PoseLookup
 from noksr_ros.offline import model_from_config
@@ -255,6 +256,7 @@ class NoksrNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `noksr_node` (ros2 run / ros2 launch)."""
+    tune_allocator()  # before rclpy and the worker start their threads
     rclpy.init(args=args)
     node = None
     code = 0

@@ -225,7 +225,7 @@ class SegmentMap:
         """
         segment = self._segment_for_update(key, ijk)
         self._segments[key] = segment
-        segment.dirty['reconstruct'] = True
+        segment.dirty['reconstruct'] = segment.dirty['persist'] = True  # a crash must keep it
         segment.revision += 1
         segment.last_update_stamp_s = max(segment.last_update_stamp_s, float(stamp_s))
         return segment

@@ -49,13 +49,19 @@ class LiveScan:
 
 @dataclass
 class MeshChanges:
-    """Segment meshes changed since the last `take_changes()`; `cleared`: the map was reset."""
+    """
+    Segment meshes changed since the last `take_changes()`; `cleared`: the map was reset.
+
+    After a reset `meshes` holds every segment meshed since, i.e. the whole map. `snapshot`, when
+    asked for, is every cached mesh taken in the same instant as the changes, for a full re-send.
+    """
 
     meshes: dict[int, SegmentMesh]
     removed: set[int]
     cleared: bool
     origin_m: np.ndarray | None
     stamp_ns: int
+    snapshot: dict[int, SegmentMesh] | None = None
 
 
 class LivePipeline:
@@ -126,11 +132,17 @@ class LivePipeline:
 
     # -- consumer side (publisher, services) ----------------------------------------------------
 
-    def take_changes(self) -> MeshChanges:
-        """Meshes changed and keys removed since the last call (and reset those sets)."""
+    def take_changes(self, snapshot: bool = False) -> MeshChanges:
+        """
+        Meshes changed and keys removed since the last call (and reset those sets).
+
+        With `snapshot`, every cached mesh comes along, taken atomically with the changes, so a
+        full re-send and the incremental stream can never disagree about a segment.
+        """
         with self._cache_lock:
             changes = MeshChanges({k: self._meshes[k] for k in self._changed}, set(self._removed),
-                                  self._cleared, self.rec.origin_m, self.last_mesh_stamp_ns)
+                                  self._cleared, self.rec.origin_m, self.last_mesh_stamp_ns,
+                                  dict(self._meshes) if snapshot else None)
             self._changed.clear()
             self._removed.clear()
             self._cleared = False
@@ -143,11 +155,16 @@ class LivePipeline:
                                self.last_mesh_stamp_ns)
 
     def save_mesh(self, directory: str | Path) -> tuple[Path, int, int]:
-        """Weld the cached meshes into one PLY (map frame) named by the time; (path, V, F)."""
+        """
+        Weld the cached meshes into one PLY (map frame) named by the time; (path, V, F).
+
+        Segments are joined in key order, as a consumer of /noksr/mesh_segments joins them, so
+        both give the same arrays.
+        """
         from noksr_ros.io.ply import write_ply
 
         snap = self.mesh_snapshot()
-        vertices, faces = SegmentMesher.welded(list(snap.meshes.values()))
+        vertices, faces = SegmentMesher.welded([snap.meshes[k] for k in sorted(snap.meshes)])
         origin = snap.origin_m if snap.origin_m is not None else np.zeros(3)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ echo '[test] ruff'
 TMP_ROS="$(mktemp -d -t noksr-ros-XXXXXX)"
 trap 'rm -rf "$TMP_ROS"' EXIT
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+# Our generated message libraries (msg/) are in $VENV/lib (the pip wheels add it themselves).
+export LD_LIBRARY_PATH="$VENV/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ROS_HOME="$TMP_ROS" ROS_LOG_DIR="$TMP_ROS/log"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$((RANDOM % 100 + 101))}"

@@ -162,8 +162,15 @@ class RosConfig:
                          "color_z_range_m) or 'normal'.", choices=('height', 'normal'))
     color_z_range_m: tuple[float, float] = _f(
         (-2.0, 12.0), 'Map-frame heights mapped to the ends of the colour map.')
-    max_message_bytes: int = _f(16 * 2**20, 'Upper bound of one MarkerArray message; larger '
-                                'updates are split into several messages.', lo=1024)
+    max_message_bytes: int = _f(16 * 2**20, 'Upper bound of one MarkerArray or MeshMapUpdate '
+                                'message; larger updates are split into several messages.',
+                                lo=1024)
+    mesh_segments_topic: str = _f('/noksr/mesh_segments', 'noksr_ros/MeshMapUpdate topic: the '
+                                  'indexed mesh stream for machine consumers.')
+    mesh_status_topic: str = _f('/noksr/mesh_status', 'noksr_ros/MeshMapStatus topic: keys and '
+                                'revisions of the published map, newest sequence.')
+    mesh_segment_normals: bool = _f(True, 'Send per-vertex normals in /noksr/mesh_segments '
+                                    '(12 more bytes per vertex).')
     output_dir: str = _f('noksr_meshes', 'Directory of the PLY files written by ~/save_mesh.')
 
 

@@ -39,6 +39,14 @@ TOPICS = (
     Endpoint('ros.mesh_topic', 'visualization_msgs/msg/MarkerArray', 'published',
              'One TRIANGLE_LIST marker per changed segment, DELETE / DELETEALL; the whole map '
              'again for each new subscriber. Reliable, volatile.'),
+    Endpoint('ros.mesh_segments_topic', 'noksr_ros/msg/MeshMapUpdate', 'published',
+             'Indexed mesh stream for machine consumers: changed segments (float32 vertices, '
+             'uint32 triangles, normals, global vertex ids, revision) and removed keys, numbered '
+             'by sequence; a full resend for each new subscriber, on ~/publish_map and after '
+             '~/clear_map. Reliable, volatile. See docs/messages.md.'),
+    Endpoint('ros.mesh_status_topic', 'noksr_ros/msg/MeshMapStatus', 'published',
+             'Keys and revisions of the published map, its newest sequence, totals and progress '
+             'counters, at ros.publish_rate_hz. Reliable, transient local (depth 1).'),
     Endpoint(DIAGNOSTICS_TOPIC, 'diagnostic_msgs/msg/DiagnosticArray', 'published',
              'Queue length, drops by reason, scans integrated, segments total / dirty / in '
              'memory / on disk, last update time, device.'),
@@ -49,10 +57,10 @@ SERVICES = (
              'Write the current mesh as a PLY (map frame) under ros.output_dir; the message is '
              'its path.'),
     Endpoint(CLEAR_MAP, 'std_srvs/srv/Trigger', 'server',
-             'Forget the map (a segment store is moved aside, not deleted); DELETEALL is '
-             'published.'),
+             'Forget the map (a segment store is moved aside, not deleted); DELETEALL and an '
+             'empty full MeshMapUpdate are published.'),
     Endpoint(PUBLISH_MAP, 'std_srvs/srv/Trigger', 'server',
-             'Publish every segment mesh again.'),
+             'Publish every segment mesh again (markers and a full MeshMapUpdate).'),
 )
 
 

@@ -1,6 +1,7 @@
 """
-The `noksr` ROS 2 node: PointCloud2 in, `/noksr/mesh` MarkerArray out. A thin shell.
+The `noksr` ROS 2 node: PointCloud2 in, `/noksr/mesh` and `/noksr/mesh_segments` out.
 
+A thin shell.
 Callbacks only decode and enqueue (LivePipeline.submit); the worker thread of the pipeline runs
 the model; timers here publish changed segment meshes and diagnostics from the pipeline's cache,
 and services act on that cache. Poses come from tf2_ros (when importable), odometry or a
@@ -9,6 +10,7 @@ TransformStamped topic (`ros.pose_source`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 import signal
 import sys
 from typing import Any
@@ -39,6 +41,7 @@ from noksr_ros.ros.interface import CLEAR_MAP, DIAGNOSTICS_TOPIC, PUBLISH_MAP, S
 from noksr_ros.ros.marker_cdr import group_for_size, installed_layout_is_humble, marker_array_cdr
 from noksr_ros.ros.mesh_markers import MarkerIds, change_markers
 from noksr_ros.ros.params import declare_config_parameters
+from noksr_ros.ros.segment_publisher import SegmentPublisher
 
 NODE_NAME = 'noksr'
 DIAGNOSTIC_NAME = 'noksr_ros: reconstruction'
@@ -90,6 +93,7 @@ class NoksrNode(Node):
         self.create_subscription(PointCloud2, cfg.lidar_topic, self._on_cloud, input_qos)
         mesh_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.mesh_pub = self.create_publisher(MarkerArray, cfg.mesh_topic, mesh_qos)
+        self.segments = SegmentPublisher(self, self.config)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.create_service(Trigger, SAVE_MESH, self._save_mesh)
         self.create_service(Trigger, CLEAR_MAP, self._clear_map)
@@ -101,8 +105,9 @@ class NoksrNode(Node):
         self.create_timer(1.0 / cfg.publish_rate_hz, self._publish_tick)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self._diagnostics_tick)
         self.pipeline.start()
-        log.info(f'noksr on {device}: {cfg.lidar_topic} -> {cfg.mesh_topic} in frame '
-                 f'{cfg.map_frame!r}, poses from {self.pose_source}')
+        log.info(f'noksr on {device}: {cfg.lidar_topic} -> {cfg.mesh_topic}, '
+                 f'{cfg.mesh_segments_topic} in frame {cfg.map_frame!r}, poses from '
+                 f'{self.pose_source}')
 
     # -- poses ----------------------------------------------------------------------------------
 
@@ -196,13 +201,13 @@ class NoksrNode(Node):
 
     def _publish_tick(self) -> None:
         count = self.mesh_pub.get_subscription_count()
-        resend, self._resend = self._resend or count > self._subscribers, False
-        self._subscribers = count
-        changes = self.pipeline.take_changes()
-        if resend:
-            snapshot = self.pipeline.mesh_snapshot()
-            changes.meshes, changes.origin_m = snapshot.meshes, snapshot.origin_m
-        markers = change_markers(changes, self.ids, self.config.ros)
+        marker_resend = self._resend or count > self._subscribers
+        segment_resend = self.segments.new_subscriber() or self._resend
+        self._subscribers, self._resend = count, False
+        changes = self.pipeline.take_changes(snapshot=marker_resend or segment_resend)
+        self.segments.publish(changes, segment_resend, self.pipeline.stats())
+        markers = change_markers(replace(changes, meshes=changes.snapshot) if marker_resend
+                                 else changes, self.ids, self.config.ros)
         budget = self.config.ros.max_message_bytes
         for group in group_for_size(markers, budget, self._humble):
             self.mesh_pub.publish(marker_array_cdr(group, self._humble))

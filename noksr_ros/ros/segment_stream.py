@@ -179,6 +179,11 @@ class MeshMapCopy:
         self._parts_left = 0
 
     @property
+    def synced(self) -> bool:
+        """Whether a full update arrived and no message was lost since (parts may be pending)."""
+        return self._synced
+
+    @property
     def consistent(self) -> bool:
         """Whether `segments` is exactly the node's map as of `sequence`."""
         return self._synced and self._parts_left == 0

@@ -88,13 +88,14 @@ class GraphProbe:
         """An integer diagnostics value (0 when absent)."""
         return int(float(self.diagnostics.get(key, default)))
 
-    def spin_until(self, done, timeout_s: float, what: str) -> None:
-        """Spin until `done()` is true; fail naming `what` on timeout."""
+    def spin_until(self, done, timeout_s: float, what: str, detail=None) -> None:
+        """Spin until `done()` is true; fail naming `what` (and `detail()`) on timeout."""
         deadline = time.monotonic() + timeout_s
         while not done():
             if time.monotonic() > deadline:
+                extra = f'; {detail()}' if detail is not None else ''
                 raise AssertionError(f'timed out after {timeout_s} s waiting for {what}; '
-                                     f'diagnostics: {self.diagnostics}')
+                                     f'diagnostics: {self.diagnostics}{extra}')
             self.executor.spin_once(timeout_sec=0.05)
 
     def spin_for(self, seconds: float) -> None:

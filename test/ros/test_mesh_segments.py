@@ -26,7 +26,7 @@ SEED = 1004  # held out: training uses 1-3, evaluation 1001+
 def live(tmp_path_factory):
     """Node, probe and a segment consumer on a private domain; a short drive played and meshed."""
     tmp = tmp_path_factory.mktemp('segments')
-    simulate_drive(SEED, tmp / 'drive', length_m=5.0)
+    simulate_drive(SEED, tmp / 'drive', length_m=3.0)
     domain = random.randint(150, 230)
     env = ros_env(domain, tmp / 'log')
     params = write_params(tmp / 'params.yaml', {

@@ -1,11 +1,10 @@
 """
 The `noksr` ROS 2 node: PointCloud2 in, `/noksr/mesh` and `/noksr/mesh_segments` out.
 
-A thin shell.
-Callbacks only decode and enqueue (LivePipeline.submit); the worker thread of the pipeline runs
-the model; timers here publish changed segment meshes and diagnostics from the pipeline's cache,
-and services act on that cache. Poses come from tf2_ros (when importable), odometry or a
-TransformStamped topic (`ros.pose_source`).
+A thin shell: callbacks only decode and enqueue (LivePipeline.submit); the worker thread of the
+pipeline runs the model; timers here publish changed segment meshes and diagnostics from the
+pipeline's cache, and services act on that cache. Poses come from tf2_ros (when importable),
+odometry or a TransformStamped topic (`ros.pose_source`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ def test_every_field_has_help_and_a_unit_or_is_unitless_by_nature():
         assert spec.help.endswith('.'), spec.name
         key = spec.name.split('.', 1)[1]
         units = ('_m', '_s', '_deg', '_hz', '_voxels', '_mps', '_dps')
-        assert key.endswith(units) or any(u in key for u in unitless) or key in mixed_units, key
+        switch = spec.type is bool  # an on/off switch has no unit
+        assert (key.endswith(units) or any(u in key for u in unitless) or key in mixed_units
+                or switch), key
 
 
 def test_nested_dotted_and_ros_yaml_give_the_same_config(tmp_path):

@@ -216,6 +216,10 @@ class NoksrNode(Node):
         if total > self._drops_seen:
             level, message = DiagnosticStatus.WARN, f'{total - self._drops_seen} inputs dropped'
         self._drops_seen = total
+        if stats.get('segments_out_of_memory'):
+            level = DiagnosticStatus.WARN
+            message = (f'{stats["segments_out_of_memory"]} segments do not fit in memory '
+                       '(kept dirty, retried)')
         values = [KeyValue(key=k, value=str(v)) for k, v in stats.items()]
         values += [KeyValue(key=f'drops.{k}', value=str(v)) for k, v in sorted(drops.items())]
         values.append(KeyValue(key='pose_source', value=self.pose_source))

@@ -158,6 +158,10 @@ class LivePipeline:
         write_ply(path, vertices.astype(np.float64) + origin, faces)
         return path.resolve(), len(vertices), len(faces)
 
+    def set_config(self, config: NoksrConfig) -> None:
+        """Swap in a config validated by the caller; the worker reads it at its next use."""
+        self.config = self.rec.config = config
+
     def stats(self) -> dict[str, float | int | str]:
         """Counters for diagnostics; map counts are the worker's snapshot after its last step."""
         with self._cache_lock:

@@ -23,3 +23,7 @@ class StoreError(NoksrError):
 
 class CheckpointError(NoksrError):
     """A model checkpoint is missing, corrupt or does not match the model configuration."""
+
+
+class InferenceMemoryError(NoksrError):
+    """A segment's forward pass did not fit in memory in the smallest pieces, on any device."""

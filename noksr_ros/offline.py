@@ -9,7 +9,7 @@ scans are integrated in order, dirty segments are reconstructed every `update_ev
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import time
 
@@ -92,6 +92,7 @@ class OfflineResult:
     wall_s: float
     network_s: float
     meshing_s: float
+    failed: dict[int, str] = field(default_factory=dict)  # segments that fit nowhere in memory
 
 
 def reconstruct_drive(source: DriveSource, config: NoksrConfig, model: NoksrModel,
@@ -121,6 +122,9 @@ def reconstruct_drive(source: DriveSource, config: NoksrConfig, model: NoksrMode
     rest = rec.finish()
     network_s += rest.network_s
     meshing_s += rest.meshing_s
+    if rest.failed:
+        tqdm.write(f'{len(rest.failed)} segment(s) did not fit in memory and have no new mesh '
+                   f'(their points are kept): {next(iter(rest.failed.values()))}')
     vertices, faces = rec.export_mesh(out_path) if out_path is not None else rec.full_mesh()
     return OfflineResult(vertices, faces, rec.scans, kept, len(rec.map.keys()),
-                         time.perf_counter() - t0, network_s, meshing_s)
+                         time.perf_counter() - t0, network_s, meshing_s, rest.failed)

@@ -11,7 +11,7 @@ export_mesh(path)                              the whole map (memory + store) as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 import time
@@ -20,13 +20,17 @@ import numpy as np
 import torch
 
 from noksr_ros.config import NoksrConfig
+from noksr_ros.errors import InferenceMemoryError
 from noksr_ros.ingest import ScanIngestor
 from noksr_ros.mapping.keys import key_from_ijk
 from noksr_ros.mapping.segment_map import SegmentMap
 from noksr_ros.mapping.store import SegmentStore
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.segment_grid import halo_segments, voxels_per_segment
+from noksr_ros.segment_inference import CornerEvaluator
 from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
+
+RETRY_AFTER_S = 5.0  # scan time before a segment that ran out of memory is tried again
 
 
 @dataclass
@@ -38,6 +42,7 @@ class UpdateResult:
     reconstructed: list[int] = field(default_factory=list)
     network_s: float = 0.0
     meshing_s: float = 0.0
+    failed: dict[int, str] = field(default_factory=dict)  # key -> why (left dirty, retried)
 
 
 @dataclass
@@ -55,6 +60,8 @@ class Reconstructor:
     def __init__(self, config: NoksrConfig, model: NoksrModel,
                  device: torch.device = torch.device('cpu')) -> None:
         self.config, self.model, self.device = config, model.to(device).eval(), device
+        self.evaluate = CornerEvaluator(self.model, device)
+        self.failed: dict[int, tuple[float, str]] = {}  # key -> (scan stamp of the failure, why)
         mapping = config.mapping
         # Resume an existing store with its own origin; otherwise wait for the first pose.
         resumable = mapping.store_dir and SegmentStore(mapping.store_dir).read_meta() is not None
@@ -133,6 +140,8 @@ class Reconstructor:
         latest = self.latest_stamp_s
 
         def ready_now(key: int) -> bool:
+            if not force and key in self.failed and latest - self.failed[key][0] < RETRY_AFTER_S:
+                return False
             if latest - self.map.get(key).last_update_stamp_s >= debounce:
                 return True
             waited = latest - self._dirty_since.get(key, latest)
@@ -144,22 +153,30 @@ class Reconstructor:
         return sorted(ready, key=lambda k: (float(np.linalg.norm(centre[k] - self.vehicle_m)), k))
 
     def update(self, max_segments: int | None = None, force: bool = False,
-               stop: Callable[[], bool] | None = None) -> UpdateResult:
+               stop: Callable[[], bool] | None = None, skip: Collection[int] = ()
+               ) -> UpdateResult:
         """
         Reconstruct up to `max_segments` ready segments and re-mesh what reads their corners.
 
-        `stop()` is checked between segments: when true, the rest stay dirty for later.
+        `stop()` is checked between segments: when true, the rest stay dirty for later. A segment
+        whose forward pass fits nowhere in memory stays dirty, is listed in `result.failed` and
+        is retried after `RETRY_AFTER_S` of newer scans (or when forced).
         """
         limit = max_segments or self.config.reconstruct.max_segments_per_update
         result = UpdateResult()
         remesh: set[int] = set()
-        for key in self.pending(force)[:limit]:
+        for key in [k for k in self.pending(force) if k not in skip][:limit]:
             if stop is not None and stop():
                 break
             t0 = time.perf_counter()
             revision = self.map.get(key).revision
-            remesh |= self.mesher.compute_corners(key, self.model, self.device,
-                                                  self.halo_m)
+            try:
+                remesh |= self.mesher.compute_corners(key, self.evaluate, self.halo_m)
+            except InferenceMemoryError as exc:
+                self.failed[key] = (self.latest_stamp_s, str(exc))
+                result.failed[key] = str(exc)
+                continue
+            self.failed.pop(key, None)
             if self.map.mark_clean(key, 'reconstruct', revision):
                 self._dirty_since.pop(key, None)
             result.reconstructed.append(key)
@@ -174,12 +191,13 @@ class Reconstructor:
     def finish(self) -> UpdateResult:
         """Reconstruct everything still dirty (end of a drive or an offline run)."""
         total = UpdateResult()
-        while self.pending(force=True):
-            step = self.update(max_segments=1_000_000, force=True)
+        while [k for k in self.pending(force=True) if k not in total.failed]:
+            step = self.update(max_segments=1_000_000, force=True, skip=total.failed)
             total.meshes.update(step.meshes)
             total.reconstructed += step.reconstructed
             total.network_s += step.network_s
             total.meshing_s += step.meshing_s
+            total.failed.update(step.failed)
         return total
 
     def checkpoint(self) -> list[int]:

@@ -2,16 +2,49 @@
 Run the model on one segment: its points (plus halo) -> SDF/UDF at the corners it owns.
 
 Numpy in, numpy out; torch and the device stay inside. GPU memory is released after each call so a
-long drive never accumulates cached blocks.
+long drive never accumulates cached blocks. A forward pass that runs out of memory (a dense segment
+on a small GPU, or a capped process) is retried with smaller query chunks, then on the CPU; only
+when nothing fits does the caller get `InferenceMemoryError`; the segment then stays dirty.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+import threading
 
 import numpy as np
 from scipy.spatial import cKDTree
 import torch
 
+from noksr_ros.errors import InferenceMemoryError
 from noksr_ros.model.noksr import NoksrModel
+
+MIN_QUERY_CHUNK = 256  # below this, smaller chunks no longer save memory worth having
+CHUNK_SHRINK = 4
+
+
+# How the CPU side says it: torch's allocator, and oneDNN when its scratch buffers cannot be had.
+CPU_OOM_MESSAGES = ("can't allocate memory", 'out of memory', 'could not create a primitive')
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU paths a RuntimeError with one of the above."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in CPU_OOM_MESSAGES)
+
+
+@dataclass
+class MemoryFallbacks:
+    """How often forward passes ran out of memory and how they recovered (for diagnostics)."""
+
+    out_of_memory: int = 0   # out-of-memory errors caught
+    smaller_chunks: int = 0  # segments finished with a smaller query chunk than configured
+    cpu_fallbacks: int = 0   # segments finished on the CPU after the device ran out
+    onednn_off: int = 0      # segments finished on the CPU with oneDNN kernels switched off
+    failed: int = 0          # segments that did not fit anywhere (left dirty, retried later)
 
 
 def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: float,
@@ -29,25 +62,92 @@ def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: fl
     return np.minimum(dist, cap_m).astype(np.float32)
 
 
-def corner_values(model: NoksrModel, points: np.ndarray, normals: np.ndarray,
-                  corners_ijk: np.ndarray, voxel_size_m: float,
-                  device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """
-    (sdf (M,), udf (M,)) float32 at lattice corners (M,3) from oriented points (N,3).
-
-    With no points every corner is 'far' (sdf -clamp outside, udf +inf): nothing gets meshed.
-    """
-    m = len(corners_ijk)
-    if m == 0 or len(points) == 0:
-        return (np.full(m, -model.spec.clamp_m, np.float32), np.full(m, np.inf, np.float32))
+def _forward(model: NoksrModel, points: np.ndarray, normals: np.ndarray, query_m: np.ndarray,
+             device: torch.device, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with torch.no_grad():
             pts = torch.from_numpy(np.ascontiguousarray(points, np.float32)).to(device)
             nrm = torch.from_numpy(np.ascontiguousarray(normals, np.float32)).to(device)
             enc = model.encode(pts, nrm)
-            query = torch.from_numpy((corners_ijk * voxel_size_m).astype(np.float32)).to(device)
-            sdf, udf = model.decode(enc, query)
+            sdf, udf = model.decode(enc, torch.from_numpy(query_m).to(device), chunk)
             return sdf.cpu().numpy(), udf.cpu().numpy()
     finally:
         if device.type == 'cuda':
             torch.cuda.empty_cache()
+
+
+class CornerEvaluator:
+    """
+    SDF/UDF at lattice corners from oriented points, with the out-of-memory fallbacks.
+
+    One per Reconstructor; `fallbacks` counts what happened. The CPU copy of the model for the
+    device fallback is made only the first time it is needed.
+    """
+
+    def __init__(self, model: NoksrModel, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.fallbacks = MemoryFallbacks()
+        self._cpu_model: NoksrModel | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, points: np.ndarray, normals: np.ndarray, corners_ijk: np.ndarray,
+                 voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """
+        (sdf (M,), udf (M,)) float32 at lattice corners (M,3) from oriented points (N,3).
+
+        With no points every corner is 'far' (sdf -clamp outside, udf +inf): nothing gets meshed.
+        """
+        m = len(corners_ijk)
+        if m == 0 or len(points) == 0:
+            return (np.full(m, -self.model.spec.clamp_m, np.float32),
+                    np.full(m, np.inf, np.float32))
+        query_m = (corners_ijk * voxel_size_m).astype(np.float32)
+        values = self._shrinking(self.model, self.device, points, normals, query_m)
+        if values is None and self.device.type != 'cpu':
+            values = self._shrinking(self._model_on_cpu(), torch.device('cpu'), points, normals,
+                                     query_m)
+            if values is not None:
+                self.fallbacks.cpu_fallbacks += 1
+        if values is None:
+            # oneDNN can keep failing once its kernels could not be created under memory
+            # pressure (seen with a capped address space): the plain CPU kernels still work.
+            with torch.backends.mkldnn.flags(enabled=False):
+                values = self._shrinking(self._model_on_cpu(), torch.device('cpu'), points,
+                                         normals, query_m)
+            if values is not None:
+                self.fallbacks.onednn_off += 1
+        if values is None:
+            self.fallbacks.failed += 1
+            raise InferenceMemoryError(
+                f'a forward pass over {len(points)} points and {m} corners does not fit in '
+                f'memory even in chunks of {MIN_QUERY_CHUNK} queries; the segment stays dirty '
+                'and is retried later')
+        return values
+
+    def _shrinking(self, model: NoksrModel, device: torch.device, points: np.ndarray,
+                   normals: np.ndarray, query_m: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The values with ever smaller chunks on `device`; None when even the smallest fails."""
+        chunk = model.spec.query_chunk
+        while True:
+            try:
+                values = _forward(model, points, normals, query_m, device, chunk)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, see below
+                if not is_out_of_memory(exc):
+                    raise
+                self.fallbacks.out_of_memory += 1
+                if chunk <= MIN_QUERY_CHUNK:
+                    return None
+                chunk = max(MIN_QUERY_CHUNK, chunk // CHUNK_SHRINK)
+                continue
+            if chunk < model.spec.query_chunk:
+                self.fallbacks.smaller_chunks += 1
+            return values
+
+    def _model_on_cpu(self) -> NoksrModel:
+        if self.device.type == 'cpu':
+            return self.model
+        with self._lock:
+            if self._cpu_model is None:
+                self._cpu_model = copy.deepcopy(self.model).to('cpu').eval()
+            return self._cpu_model

@@ -17,7 +17,6 @@ from noksr_ros.mapping.keys import key_from_ijk
 from noksr_ros.mapping.segment import Segment
 from noksr_ros.mapping.segment_map import SegmentMap
 from noksr_ros.meshing import cubes_in_box, marching_cubes_sparse, weld_by_edge_ids
-from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.segment_grid import (
     READ_OFFSETS,
     READER_OFFSETS,
@@ -26,7 +25,7 @@ from noksr_ros.segment_grid import (
     face_corners,
     owned,
 )
-from noksr_ros.segment_inference import corner_values, point_distance
+from noksr_ros.segment_inference import CornerEvaluator, point_distance
 
 
 @dataclass
@@ -58,8 +57,7 @@ class SegmentMesher:
         keys = [int(k) for k in key_from_ijk(ijk[None] + offsets, self.map.curve)]
         return [k for k in keys if k in self.map]
 
-    def compute_corners(self, key: int, model: NoksrModel, device: torch.device,
-                        halo_m: float) -> set[int]:
+    def compute_corners(self, key: int, evaluate: CornerEvaluator, halo_m: float) -> set[int]:
         """Evaluate the corners `key` owns; return the keys whose meshes must be redone."""
         seg = self.map.get(key)
         halo_pts, halo_nrm = self.map.gather_halo(key, halo_m)
@@ -67,7 +65,7 @@ class SegmentMesher:
         normals = np.concatenate([seg.normals, halo_nrm])
         lo, hi = corner_box(seg.ijk, self.seg_vox)
         corners = owned(active_corners(points, self.voxel_size_m, self.dilation_voxels), lo, hi)
-        sdf, udf = corner_values(model, points, normals, corners, self.voxel_size_m, device)
+        sdf, udf = evaluate(points, normals, corners, self.voxel_size_m)
         dist = point_distance(points, corners, self.voxel_size_m, 2 * self.udf_trim_m + 1e-3)
         seg.grid.update(ijk=corners, sdf=sdf.astype(np.float32), udf=udf.astype(np.float32),
                         dist=dist)

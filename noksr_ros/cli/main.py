@@ -137,7 +137,8 @@ def reconstruct(
         'mesh': str(out), 'vertices': len(result.vertices), 'faces': len(result.faces),
         'scans': result.scans, 'points_kept': result.points_kept, 'segments': result.segments,
         'wall_s': result.wall_s, 'network_s': result.network_s, 'meshing_s': result.meshing_s,
-        'scans_per_s': result.scans / result.wall_s if result.wall_s > 0 else None}, indent=2))
+        'scans_per_s': result.scans / result.wall_s if result.wall_s > 0 else None,
+        'segments_out_of_memory': len(result.failed)}, indent=2))
     typer.echo(f'wrote {out}: {len(result.vertices)} vertices, {len(result.faces)} faces from '
                f'{result.scans} scans ({result.points_kept} points kept, {result.segments} '
                f'segments) in {result.wall_s:.1f} s (network {result.network_s:.1f} s, meshing '

@@ -35,6 +35,7 @@ from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
 # (stamp ns, frame id of the scan) -> T_map_sensor lookup.
 PoseResolver = Callable[[int, str], PoseLookup]
 TRIM_PERIOD_S = 5.0  # malloc_trim after an update at most this often (it walks the heap)
+OOM_LOG_PERIOD_S = 10.0  # segments that fit nowhere in memory: one log line this often
 
 
 @dataclass
@@ -97,6 +98,7 @@ class LivePipeline:
         self._last_scan_s = clock()
         self._next_update_s = clock()
         self._next_trim_s = clock()
+        self._next_oom_log_s = clock()
         self._next_checkpoint_s = clock() + config.mapping.persist_period_s
         self.checkpoints = self.checkpoint_errors = 0
         self._map_stats: dict[str, int] = {}
@@ -173,6 +175,10 @@ class LivePipeline:
         write_ply(path, vertices.astype(np.float64) + origin, faces)
         return path.resolve(), len(vertices), len(faces)
 
+    def set_config(self, config: NoksrConfig) -> None:
+        """Swap in a config validated by the caller; the worker reads it at its next use."""
+        self.config = self.rec.config = config
+
     def stats(self) -> dict[str, float | int | str]:
         """Counters for diagnostics; map counts are the worker's snapshot after its last step."""
         with self._cache_lock:
@@ -189,8 +195,18 @@ class LivePipeline:
             'last_update_s': round(self.last_update_s, 4),
             'checkpoints': self.checkpoints,
             'checkpoint_errors': self.checkpoint_errors,
+            **self._memory_stats(),
             'device': str(self.device),
         }
+
+    def _memory_stats(self) -> dict[str, int]:
+        """Out-of-memory recoveries of the forward pass (see segment_inference)."""
+        fallbacks = self.rec.evaluate.fallbacks
+        return {'oom_events': fallbacks.out_of_memory,
+                'oom_smaller_chunks': fallbacks.smaller_chunks,
+                'oom_cpu_fallbacks': fallbacks.cpu_fallbacks,
+                'oom_onednn_off': fallbacks.onednn_off,
+                'segments_out_of_memory': len(self.rec.failed)}
 
     def _refresh_map_stats(self) -> None:
         """Snapshot the map counters (worker thread only: the map is not thread-safe)."""
@@ -336,6 +352,10 @@ class LivePipeline:
         result = self.rec.update(force=force, stop=self._stop.is_set)
         self.last_update_s = time.perf_counter() - t0
         self.updates += 1
+        if result.failed and self._clock() >= self._next_oom_log_s:
+            self._next_oom_log_s = self._clock() + OOM_LOG_PERIOD_S
+            self._log(f'{len(result.failed)} segment(s) did not fit in memory; they stay dirty '
+                      f'and are retried (points kept): {next(iter(result.failed.values()))}')
         with self._cache_lock:
             for key, mesh in result.meshes.items():
                 self._meshes[key] = mesh

@@ -137,12 +137,19 @@ class NoksrModel(nn.Module):
         fused = self.decoder.fuse(per_level)
         return self.decoder(fused, prior_sdf, prior_udf, support, clamp_m=self.spec.clamp_m)
 
-    def decode(self, enc: Encoded, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sdf (Q,), udf (Q,)) in metres at `queries` (Q,3), same frame as encode's points."""
+    def decode(self, enc: Encoded, queries: torch.Tensor, chunk: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        (sdf (Q,), udf (Q,)) in metres at `queries` (Q,3), same frame as encode's points.
+
+        Queries are independent, so `chunk` (default `spec.query_chunk`) trades memory for speed;
+        values change only by float rounding (matrix-product blocking, about 1e-8).
+        """
         local = queries - enc.origin
+        chunk = chunk or self.spec.query_chunk
         sdfs, udfs = [], []
-        for start in range(0, local.shape[0], self.spec.query_chunk):
-            sdf, udf = self._decode_chunk(enc, local[start:start + self.spec.query_chunk])
+        for start in range(0, local.shape[0], chunk):
+            sdf, udf = self._decode_chunk(enc, local[start:start + chunk])
             sdfs.append(sdf)
             udfs.append(udf)
         if not sdfs:

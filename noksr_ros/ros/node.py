@@ -39,7 +39,7 @@ from noksr_ros.offline import model_from_config
 from noksr_ros.ros.interface import CLEAR_MAP, DIAGNOSTICS_TOPIC, PUBLISH_MAP, SAVE_MESH
 from noksr_ros.ros.marker_cdr import group_for_size, installed_layout_is_humble, marker_array_cdr
 from noksr_ros.ros.mesh_markers import MarkerIds, change_markers
-from noksr_ros.ros.params import declare_config_parameters
+from noksr_ros.ros.params import accept_runtime_changes, declare_config_parameters
 from noksr_ros.ros.segment_publisher import SegmentPublisher
 
 NODE_NAME = 'noksr'
@@ -87,6 +87,7 @@ class NoksrNode(Node):
         self._setup_pose_source(input_qos)
         self.pipeline = LivePipeline(self.config, model, device, self._resolve_pose, self.drops,
                                      log=log.info)
+        accept_runtime_changes(self, lambda: self.config, self._apply_config)
         self.ids = MarkerIds()
         self._humble = installed_layout_is_humble()
         self.create_subscription(PointCloud2, cfg.lidar_topic, self._on_cloud, input_qos)
@@ -212,6 +213,12 @@ class NoksrNode(Node):
             self.mesh_pub.publish(marker_array_cdr(group, self._humble))
             self.messages_published += 1
 
+    def _apply_config(self, config: NoksrConfig) -> None:
+        """A validated run-time parameter change (see params.RUNTIME_KEYS)."""
+        self.config = config
+        self.pipeline.set_config(config)
+        self.get_logger().info('parameters changed')
+
     def _diagnostics_tick(self) -> None:
         stats = self.pipeline.stats()
         drops = self.drops.counts()
@@ -220,6 +227,10 @@ class NoksrNode(Node):
         if total > self._drops_seen:
             level, message = DiagnosticStatus.WARN, f'{total - self._drops_seen} inputs dropped'
         self._drops_seen = total
+        if stats.get('segments_out_of_memory'):
+            level = DiagnosticStatus.WARN
+            message = (f'{stats["segments_out_of_memory"]} segments do not fit in memory '
+                       '(kept dirty, retried)')
         values = [KeyValue(key=k, value=str(v)) for k, v in stats.items()]
         values += [KeyValue(key=f'drops.{k}', value=str(v)) for k, v in sorted(drops.items())]
         values.append(KeyValue(key='pose_source', value=self.pose_source))

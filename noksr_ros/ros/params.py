@@ -2,15 +2,20 @@
 ROS parameters of the node: every dotted key of the core config, declared with its help text.
 
 Values are declared with dynamic typing and validated by the core schema, so `12` for a float
-key is fine and a bad value or an unknown key is one clear `ConfigError` at start-up.
+key is fine and a bad value or an unknown key is one clear `ConfigError` at start-up. The keys in
+RUNTIME_KEYS are read afresh at each use, so they may change while the node runs; a change is
+validated by the same schema and refused with the reason, changing nothing. The rest are
+read-only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from noksr_ros.config import FieldSpec, NoksrConfig, apply_overrides, field_specs
 from noksr_ros.errors import ConfigError
@@ -18,6 +23,13 @@ from noksr_ros.errors import ConfigError
 # Parameters every rclpy node may carry that are not ours.
 FOREIGN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
 FOREIGN_PREFIXES = ('qos_overrides.',)
+
+# Read by the worker at each use (never cached in timers or map structures): safe to change live.
+RUNTIME_KEYS = frozenset({
+    'reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_segments_per_update',
+    'mapping.keep_radius_m', 'mapping.persist_period_s', 'ros.pose_wait_s', 'ros.queue_size',
+    'ros.update_rate_hz', 'ros.idle_flush_s',
+})
 
 
 def describe(spec: FieldSpec) -> str:
@@ -29,6 +41,8 @@ def describe(spec: FieldSpec) -> str:
         extra.append(f'min {spec.lo}')
     if spec.hi is not None:
         extra.append(f'max {spec.hi}')
+    if spec.name in RUNTIME_KEYS:
+        extra.append('changeable while running')
     return spec.help + (f' ({"; ".join(extra)})' if extra else '')
 
 
@@ -46,7 +60,7 @@ def declare_config_parameters(node: Node) -> NoksrConfig:
     values = {}
     for spec in field_specs():
         descriptor = ParameterDescriptor(description=describe(spec), dynamic_typing=True,
-                                         read_only=True)
+                                         read_only=spec.name not in RUNTIME_KEYS)
         value = node.declare_parameter(spec.name, ros_value(spec.default), descriptor).value
         values[spec.name] = tuple(value) if isinstance(value, (list, tuple)) else value
     return apply_overrides(NoksrConfig(), values)
@@ -62,3 +76,34 @@ def _override_names(node: Node) -> list[str]:
     names = getattr(node, '_parameter_overrides', {}) or {}
     return [n for n in names
             if n not in FOREIGN_PARAMETERS and not n.startswith(FOREIGN_PREFIXES)]
+
+
+def runtime_change(config: NoksrConfig, params: list[Parameter]) -> tuple[NoksrConfig | None, str]:
+    """`config` with `params` applied, or (None, why) when one of them may not be applied."""
+    ours = {s.name for s in field_specs()}
+    values = {}
+    for param in params:
+        if param.name not in ours:
+            continue  # use_sim_time and the like are rclpy's business
+        if param.name not in RUNTIME_KEYS:
+            return None, (f'{param.name} is read-only while the node runs; changeable: '
+                          f'{", ".join(sorted(RUNTIME_KEYS))}')
+        value = param.value
+        values[param.name] = tuple(value) if isinstance(value, (list, tuple)) else value
+    try:
+        return apply_overrides(config, values), ''
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def accept_runtime_changes(node: Node, current: Callable[[], NoksrConfig],
+                           apply: Callable[[NoksrConfig], None]) -> None:
+    """Validate every parameter change on `node`; `apply` gets the new config when it is valid."""
+    def on_set(params: list[Parameter]) -> SetParametersResult:
+        config, reason = runtime_change(current(), params)
+        if config is None:
+            return SetParametersResult(successful=False, reason=reason)
+        apply(config)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)

@@ -12,7 +12,7 @@ from rclpy.parameter import Parameter
 
 from noksr_ros.config import field_specs, load_config
 from noksr_ros.errors import ConfigError
-from noksr_ros.ros.params import declare_config_parameters
+from noksr_ros.ros.params import RUNTIME_KEYS, accept_runtime_changes, declare_config_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_every_key_is_declared_with_its_description(context):
     for spec in field_specs():
         descriptor = node.describe_parameter(spec.name)
         assert descriptor.description.startswith(spec.help)
-        assert descriptor.read_only
+        assert descriptor.read_only == (spec.name not in RUNTIME_KEYS)
     node.destroy_node()
 
 
@@ -75,11 +75,31 @@ def test_shipped_parameter_files_load():
     assert carla.model.device == 'auto' and carla.ros.pose_source == 'auto'
 
 
-def test_parameters_cannot_change_while_running(context):
-    """Read-only parameters: a change is refused with a reason and changes nothing."""
+def test_run_time_changes_are_validated_and_a_refused_one_changes_nothing(context):
     node = make_node(context)
-    declare_config_parameters(node)
-    result = node.set_parameters([Parameter('ros.queue_size', value=3)])[0]
-    assert not result.successful and 'read-only' in result.reason
+    state = {'config': declare_config_parameters(node), 'applied': 0}
+
+    def apply(config):
+        state['config'] = config
+        state['applied'] += 1
+
+    accept_runtime_changes(node, lambda: state['config'], apply)
+    # A valid change of a run-time key reaches the config.
+    ok = node.set_parameters([Parameter('reconstruct.debounce_s', value=2)])[0]
+    assert ok.successful and state['config'].reconstruct.debounce_s == 2.0
+    assert state['applied'] == 1
+    # Out of range: refused with the schema's reason; parameter and config unchanged.
+    bad = node.set_parameters([Parameter('ros.update_rate_hz', value=-1.0)])[0]
+    assert not bad.successful and 'ros.update_rate_hz' in bad.reason
+    assert node.get_parameter('ros.update_rate_hz').value == 2.0
+    assert state['config'].ros.update_rate_hz == 2.0 and state['applied'] == 1
+    # A key that shapes the map is read-only.
+    fixed = node.set_parameters([Parameter('mapping.segment_size_m', value=6.4)])[0]
+    assert not fixed.successful and 'read-only' in fixed.reason
+    assert node.get_parameter('mapping.segment_size_m').value == 12.8
+    # Several at once are all-or-nothing.
+    both = node.set_parameters_atomically([Parameter('ros.queue_size', value=3),
+                                            Parameter('ros.update_rate_hz', value=0.0)])
+    assert not both.successful and state['config'].ros.queue_size == 10
     assert node.get_parameter('ros.queue_size').value == 10
     node.destroy_node()

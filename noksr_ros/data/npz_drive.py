@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import json
-import os
 from pathlib import Path
 from typing import Any
 import zipfile
@@ -22,6 +21,7 @@ import zipfile
 import numpy as np
 
 from noksr_ros.errors import NoksrError
+from noksr_ros.io.atomic import SHARED, atomic_write
 
 FORMAT_VERSION = 1
 DRIVE_JSON = 'drive.json'
@@ -49,21 +49,15 @@ def write_scan(npz_dir: str | Path, index: int, stamp_ns: int, points: np.ndarra
               'T_map_base': np.asarray(t_map_base, np.float64)}
     _check_scan(arrays, f'scan {index}')
     path = scan_path(npz_dir, index)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays), SHARED)
 
 
 def write_drive_json(npz_dir: str | Path, num_scans: int, info: dict[str, Any]) -> Path:
     """Write `drive.json` with the format version, `num_scans` and the JSON-ready `info`."""
     path = Path(npz_dir) / DRIVE_JSON
     content = {'format_version': FORMAT_VERSION, 'num_scans': int(num_scans), **info}
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(content, indent=2) + '\n')
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(content, indent=2) + '\n'
+    return atomic_write(path, lambda handle: handle.write(text.encode()), SHARED)
 
 
 def read_drive_json(path: str | Path) -> dict[str, Any]:

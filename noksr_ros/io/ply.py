@@ -7,10 +7,11 @@ millimetres; open3d, MeshLab and Blender read the files.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from noksr_ros.io.atomic import SHARED, atomic_write
 
 
 def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray,
@@ -36,19 +37,13 @@ def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray,
         vrec['r'], vrec['g'], vrec['b'] = c.T
     frec = np.empty(len(faces), dtype=[('n', 'u1'), ('i', '<i4', (3,))])
     frec['n'], frec['i'] = 3, faces
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    try:
-        with open(tmp, 'wb') as fh:
-            fh.write(('\n'.join(header) + '\n').encode('ascii'))
-            fh.write(vrec.tobytes())
-            fh.write(frec.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
-        raise
+
+    def write(handle):
+        handle.write(('\n'.join(header) + '\n').encode('ascii'))
+        handle.write(vrec.tobytes())
+        handle.write(frec.tobytes())
+
+    atomic_write(path, write, SHARED)  # a full disk leaves no partial file behind
     return path
 
 

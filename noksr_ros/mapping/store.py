@@ -17,24 +17,22 @@ One process writes a store at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 import hashlib
 import json
 import os
 from pathlib import Path
 import re
-import tempfile
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from noksr_ros.errors import StoreError
+from noksr_ros.io.atomic import TEMP_PREFIX, atomic_write, fsync_directory
 from noksr_ros.mapping.segment import Segment
 
 STORE_FORMAT_VERSION = 1
 _SEGMENT_FILE = re.compile(r'^seg_([0-9a-f]{16})\.npz$')
-_TEMP_PREFIX = '.tmp-'
 _PENDING_FILE = 'pending.json'
 _META_FILE = 'meta.json'
 
@@ -60,31 +58,6 @@ def array_checksum(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _fsync_directory(directory: Path) -> None:
-    if os.name != 'posix':  # pragma: no cover - directories cannot be opened for fsync there
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through a fsynced temp file in the same directory and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix='.part', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
 class SegmentStore:
     """A directory of segment files (see the module docstring for the layout and guarantees)."""
 
@@ -97,7 +70,7 @@ class SegmentStore:
         except OSError as exc:
             raise StoreError(f'cannot open segment store {self._dir}: {exc}') from exc
         for name in names:
-            if name.startswith(_TEMP_PREFIX):
+            if name.startswith(TEMP_PREFIX):
                 (self._dir / name).unlink(missing_ok=True)
         self._keys = {int(m.group(1), 16) for m in map(_SEGMENT_FILE.match, names) if m}
 
@@ -131,7 +104,7 @@ class SegmentStore:
         arrays['format_version'] = np.array(STORE_FORMAT_VERSION, dtype=np.int64)
         path = self.path_of(segment.key)
         try:
-            _atomic_write(path, lambda f: np.savez(f, **arrays))
+            atomic_write(path, lambda f: np.savez(f, **arrays))
         except OSError as exc:
             raise StoreError(f'cannot write segment file {path}: {exc}') from exc
         self._keys.add(int(segment.key))
@@ -161,7 +134,7 @@ class SegmentStore:
         path = self.path_of(key)
         try:
             path.unlink(missing_ok=True)
-            _fsync_directory(self._dir)
+            fsync_directory(self._dir)
         except OSError as exc:
             raise StoreError(f'cannot delete segment file {path}: {exc}') from exc
         self._keys.discard(int(key))
@@ -171,7 +144,7 @@ class SegmentStore:
         text = json.dumps(sorted(int(k) for k in keys)) + '\n'
         path = self._dir / _PENDING_FILE
         try:
-            _atomic_write(path, lambda f: f.write(text.encode()))
+            atomic_write(path, lambda f: f.write(text.encode()))
         except OSError as exc:
             raise StoreError(f'cannot write {path}: {exc}') from exc
 
@@ -212,7 +185,7 @@ class SegmentStore:
             if self._keys:
                 raise StoreError(f'segment store {self._dir} has segments but no {_META_FILE}')
             text = json.dumps(asdict(meta), indent=2) + '\n'
-            _atomic_write(self._dir / _META_FILE, lambda f: f.write(text.encode()))
+            atomic_write(self._dir / _META_FILE, lambda f: f.write(text.encode()))
             return meta
         diffs = {k: (v, getattr(meta, k)) for k, v in asdict(found).items()
                  if _differs(v, getattr(meta, k))}

@@ -15,6 +15,7 @@ import zipfile
 import torch
 
 from noksr_ros.errors import CheckpointError
+from noksr_ros.io.atomic import SHARED, atomic_write
 from noksr_ros.model.noksr import ModelSpec, NoksrModel
 
 FORMAT = 'noksr_ros/checkpoint/1'
@@ -29,10 +30,7 @@ def save_checkpoint(path: str | Path, model: NoksrModel, meta: dict[str, Any] | 
     payload = {'format': FORMAT, 'spec': model.spec.to_dict(), 'meta': meta or {},
                'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     payload.update(extra or {})
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle), SHARED)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -102,7 +102,20 @@ class LivePipeline:
         self._next_checkpoint_s = clock() + config.mapping.persist_period_s
         self.checkpoints = self.checkpoint_errors = 0
         self._map_stats: dict[str, int] = {}
+        self._resume_meshes()
         self._refresh_map_stats()
+
+    def _resume_meshes(self) -> None:
+        """A map resumed from its store publishes and saves its stored meshes from the start."""
+        if self.rec.map is None:
+            return
+        for mesh in self.rec.meshes():
+            if len(mesh.faces):
+                self._meshes[mesh.key] = mesh
+                self._changed.add(mesh.key)
+        self._log(f'resumed the map in {self.config.mapping.store_dir}: '
+                  f'{len(self.rec.map.keys())} segments, {len(self._meshes)} with a mesh, '
+                  f'{len(self.rec.map.dirty_keys("reconstruct"))} awaiting reconstruction')
 
     # -- producer side (subscription callbacks) -------------------------------------------------
 
@@ -244,6 +257,11 @@ class LivePipeline:
             self._thread = None
         self._checkpoint()
 
+    def _checkpoint_if_due(self) -> None:
+        """Checkpoint when `mapping.persist_period_s` has passed, also between burst scans."""
+        if self.config.mapping.persist_period_s > 0 and self._clock() >= self._next_checkpoint_s:
+            self._checkpoint()
+
     def _checkpoint(self) -> None:
         """Write the map to its store (if any); a failure is logged and counted, never raised."""
         self._next_checkpoint_s = self._clock() + self.config.mapping.persist_period_s
@@ -283,8 +301,7 @@ class LivePipeline:
             self._next_update_s = now + 1.0 / self.config.ros.update_rate_hz
             idle = now - self._last_scan_s >= self.config.ros.idle_flush_s
             busy |= self._update(force=idle)
-        if self.config.mapping.persist_period_s > 0 and now >= self._next_checkpoint_s:
-            self._checkpoint()
+        self._checkpoint_if_due()
         if busy or clear:
             self._refresh_map_stats()
         return busy
@@ -325,6 +342,7 @@ class LivePipeline:
                 continue
             self._integrate(scan, lookup.pose)
             busy = True
+            self._checkpoint_if_due()
         with self._cv:
             ids = {id(s) for s in done}
             self._waiting = [s for s in self._waiting if id(s) not in ids]

@@ -24,6 +24,8 @@ from noksr_ros.io.bag import open_bag
 
 STATIC_TOPICS = ('/tf_static',)
 DISCOVERY_SETTLE_S = 1.0
+# After the last message, how long to wait for the subscribers to acknowledge everything.
+ACK_WAIT_S = 5.0
 
 
 def message_class(msgtype: str) -> type | None:
@@ -108,8 +110,24 @@ class BagPlayer:
                 raise
             except Exception as exc:  # rosbags raises many types for a damaged file
                 raise BagError(f'bag {self.path} is damaged: {exc}') from exc
+        self._wait_acknowledged()
         self.stats.wall_s = time.monotonic() - t0
         return self.stats
+
+    def _wait_acknowledged(self) -> None:
+        """
+        Let reliable subscribers acknowledge the last messages before the caller shuts down.
+
+        A publisher destroyed right after its last publish loses what is still in flight (CI lost
+        the odometry after the last scan, so that scan never got its pose).
+        """
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + ACK_WAIT_S
+        for publisher in self.publishers.values():
+            if publisher is not None:
+                left = max(0.0, deadline - time.monotonic())
+                publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))
 
 
 def run_player(path: str | Path, *, rate: float = 1.0, topics: list[str] | None = None,

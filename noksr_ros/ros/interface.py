@@ -11,6 +11,13 @@ from dataclasses import dataclass
 
 from noksr_ros.config import NoksrConfig, field_specs
 
+# Read by the worker at each use (never cached in timers or map structures): safe to change live.
+RUNTIME_KEYS = frozenset({
+    'reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_segments_per_update',
+    'mapping.keep_radius_m', 'mapping.persist_period_s', 'ros.pose_wait_s', 'ros.queue_size',
+    'ros.update_rate_hz', 'ros.idle_flush_s',
+})
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -107,6 +114,8 @@ def parameters_table() -> str:
         if spec.lo is not None or spec.hi is not None:
             extra.append(f'range [{spec.lo if spec.lo is not None else "-inf"}, '
                          f'{spec.hi if spec.hi is not None else "inf"}]')
+        if spec.name in RUNTIME_KEYS:
+            extra.append('changeable while running')
         help_text = spec.help + (f' ({"; ".join(extra)})' if extra else '')
         rows.append(f'| `{spec.name}` | `{default}` | {_cell(help_text)} |')
     return '\n'.join(rows)

@@ -3,9 +3,9 @@ ROS parameters of the node: every dotted key of the core config, declared with i
 
 Values are declared with dynamic typing and validated by the core schema, so `12` for a float
 key is fine and a bad value or an unknown key is one clear `ConfigError` at start-up. The keys in
-RUNTIME_KEYS are read afresh at each use, so they may change while the node runs; a change is
-validated by the same schema and refused with the reason, changing nothing. The rest are
-read-only.
+interface.RUNTIME_KEYS are read afresh at each use, so they may change while the node runs; a
+change is validated by the same schema and refused with the reason, changing nothing. The rest
+are read-only.
 """
 
 from __future__ import annotations
@@ -19,17 +19,12 @@ from rclpy.parameter import Parameter
 
 from noksr_ros.config import FieldSpec, NoksrConfig, apply_overrides, field_specs
 from noksr_ros.errors import ConfigError
+from noksr_ros.ros.interface import RUNTIME_KEYS
 
 # Parameters every rclpy node may carry that are not ours.
 FOREIGN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
 FOREIGN_PREFIXES = ('qos_overrides.',)
 
-# Read by the worker at each use (never cached in timers or map structures): safe to change live.
-RUNTIME_KEYS = frozenset({
-    'reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_segments_per_update',
-    'mapping.keep_radius_m', 'mapping.persist_period_s', 'ros.pose_wait_s', 'ros.queue_size',
-    'ros.update_rate_hz', 'ros.idle_flush_s',
-})
 
 
 def describe(spec: FieldSpec) -> str:

@@ -23,7 +23,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$((RANDOM % 100 + 101))}"
 export PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
-PYTEST=("$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@")
+PYTEST=("$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=12 "$@")
 if unshare -n true 2>/dev/null; then
   echo "[test] pytest in a loopback-only network namespace (ROS_DOMAIN_ID=$ROS_DOMAIN_ID)"
   exec unshare -n bash -c 'ip link set lo up && exec "$@"' _ "${PYTEST[@]}"

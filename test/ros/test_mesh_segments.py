@@ -17,6 +17,7 @@ import pytest
 from node_harness import ROOT, GraphProbe, NodeProcess, ros_env, write_params
 from noksr_ros.data.drive import simulate_drive
 from noksr_ros.io.ply import read_ply
+from noksr_ros.offline import npz_source
 from noksr_ros.ros.segment_collector import SegmentCollector
 
 SEED = 1004  # held out: training uses 1-3, evaluation 1001+
@@ -27,6 +28,7 @@ def live(tmp_path_factory):
     """Node, probe and a segment consumer on a private domain; a short drive played and meshed."""
     tmp = tmp_path_factory.mktemp('segments')
     simulate_drive(SEED, tmp / 'drive', length_m=3.0)
+    n_scans = len(list(npz_source(tmp / 'drive').scans))
     domain = random.randint(150, 230)
     env = ros_env(domain, tmp / 'log')
     params = write_params(tmp / 'params.yaml', {
@@ -45,8 +47,10 @@ def live(tmp_path_factory):
              '--wait-for', '/carla/ego_vehicle/lidar,/carla/ego_vehicle/odometry'], env=env,
             cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert play.returncode == 0, play.stdout + play.stderr
-        probe.spin_until(lambda: probe.stat('scans_integrated') > 0
-                         and probe.stat('segments_dirty') == 0 and probe.stat('queue_length') == 0
+        # Every scan accounted for first: a scan still in the DDS reader is not queued yet.
+        probe.spin_until(lambda: probe.stat('scans_integrated') + probe.stat('drops_total')
+                         == n_scans and probe.stat('segments_dirty') == 0
+                         and probe.stat('queue_length') == 0
                          and probe.stat('segments_meshed') > 0 and consumer.in_sync()
                          and consumer.status.sequence > 0, 240, 'the drive to be meshed',
                          consumer.describe)

@@ -20,7 +20,7 @@ no max_wait), with a temporary segment store and `mapping.keep_radius_m` (defaul
 
 `--allocator default` is what `noksr reconstruct` gets: glibc malloc as it comes, under which
 freed network buffers fragment the heap and RSS creeps up with no leak. `--allocator tuned` applies
-the live node's remedy (`noksr_ros.live.memory`: fixed 1 MiB mmap threshold, 2 arenas, and
+the live node's remedy (`noksr_ros.allocator`: fixed 1 MiB mmap threshold, 2 arenas, and
 `malloc_trim` after every update), which tells allocator retention apart from a real leak;
 `--allocator trim` only trims after every update, as `noksr reconstruct` does.
 
@@ -102,7 +102,7 @@ def run(drive: Path, overrides: dict, update_every: int, sample_every_m: float,
     The drive is cut short (then `finish()`ed as usual) after `stop_after_m` metres or once the
     loop has run `max_minutes`. `allocator`: default, trim or tuned (see the module doc).
     """
-    from noksr_ros.live.memory import release_free_memory, tune_allocator
+    from noksr_ros.allocator import release_free_memory, tune_allocator
 
     if allocator == 'tuned':
         tune_allocator()

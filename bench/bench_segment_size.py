@@ -23,7 +23,7 @@ for every row, and for the GT crop) so that a single segment covering the scene 
 
 Peak RSS is that of the whole process (torch and the model: ~0.3 GB). `noksr reconstruct` runs
 with glibc malloc as it comes, which may keep freed network buffers mapped and so blur the rows;
-`--allocator tuned` applies the live node's settings (`noksr_ros.live.memory.tune_allocator`) in
+`--allocator tuned` applies the live node's settings (`noksr_ros.allocator.tune_allocator`) in
 each run, so the peak follows the memory actually in use more closely.
 
     python -m bench.bench_segment_size [--seed 1001] [--length-m 40] [--scan-rate-hz 10]
@@ -37,8 +37,6 @@ writes out/bench/<name>.json (default segment_size.json).
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor
-import multiprocessing
 from pathlib import Path
 import resource
 import time
@@ -98,7 +96,7 @@ def _child(drive: str, overrides: dict[str, Any], anchor_m: list[float], tuned: 
            ) -> dict[str, Any]:
     """Body of the spawned process: batch reconstruction with the map origin at `anchor_m`."""
     if tuned:  # before torch starts its threads, as the node does
-        from noksr_ros.live.memory import tune_allocator
+        from noksr_ros.allocator import tune_allocator
 
         tune_allocator()
     from noksr_ros.config import NoksrConfig
@@ -132,10 +130,9 @@ def _child(drive: str, overrides: dict[str, Any], anchor_m: list[float], tuned: 
 def run_isolated(drive: Path, overrides: dict[str, Any], anchor_m: np.ndarray,
                  tuned: bool = False) -> dict:
     """`compare.run_isolated` with the anchored source: a fresh spawned process per run."""
-    ctx = multiprocessing.get_context('spawn')
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(_child, str(drive), overrides, [float(a) for a in anchor_m],
-                           tuned).result()
+    from noksr_ros.evaluation.compare import in_fresh_process
+
+    return in_fresh_process(_child, str(drive), overrides, [float(a) for a in anchor_m], tuned)
 
 
 def main() -> None:

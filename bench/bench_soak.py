@@ -143,7 +143,9 @@ def main() -> None:
                         't_s': round(time.monotonic() - t0, 1), 'rss_mb': _rss_mb(proc.pid),
                         **{k: int(float(diagnostics.get(k, 0))) for k in (
                             'queue_length', 'scans_integrated', 'drops_total', 'segments_total',
-                            'segments_on_disk')}})
+                            'segments_on_disk', 'points_in_memory', 'updates')},
+                        **{k: float(diagnostics.get(k, 'nan')) for k in (
+                            'heap_in_use_mb', 'heap_free_mb', 'heap_mmapped_mb')}})
         finally:
             stop.set()
             thread.join(5)
@@ -155,6 +157,30 @@ def main() -> None:
     _report(samples, args, alive, code)
 
 
+WARMUP_S = 300.0  # the looping drive's map is complete (every cell at its cap) well before this
+WINDOW_S = 300.0  # RSS medians over windows this long, so single forward passes do not dominate
+
+
+def rss_trend(samples: list[dict]) -> dict[str, float]:
+    """
+    RSS after warm-up: least-squares slope (MB/min), medians of the first and last windows.
+
+    RSS swings by a few hundred MB with each forward pass, so flatness is
+    judged on window medians (last within 5 % of first), not on single samples.
+    """
+    warm = [s for s in samples if s['t_s'] >= WARMUP_S] or samples
+    t = np.array([s['t_s'] for s in warm]) / 60.0
+    rss = np.array([s['rss_mb'] for s in warm])
+    slope = float(np.polyfit(t, rss, 1)[0]) if len(warm) > 2 else float('nan')
+    first = float(np.median(rss[t * 60 < warm[0]['t_s'] + WINDOW_S]))
+    last = float(np.median(rss[t * 60 >= warm[-1]['t_s'] - WINDOW_S]))
+    return {'rss_slope_mb_per_min': round(slope, 2),
+            'rss_first_window_median_mb': round(first), 'rss_last_window_median_mb': round(last),
+            'rss_last_over_first': round(last / first, 3),
+            'rss_after_warmup_min_mb': float(rss.min()),
+            'rss_after_warmup_max_mb': float(rss.max())}
+
+
 def _report(samples: list[dict], args, alive: bool, code: int) -> None:
     import matplotlib
 
@@ -162,24 +188,34 @@ def _report(samples: list[dict], args, alive: bool, code: int) -> None:
     import matplotlib.pyplot as plt
 
     per_minute = [s for s in samples if s['t_s'] % 60 < args.sample_s] or samples
-    warm = [s['rss_mb'] for s in samples if s['t_s'] >= 300] or [s['rss_mb'] for s in samples]
+    trend = rss_trend(samples)
     extra = {'minutes': args.minutes, 'node_alive_at_end': alive, 'node_exit_code': code,
-             'rss_after_warmup_min_mb': min(warm), 'rss_after_warmup_max_mb': max(warm),
-             'max_queue_length': max(s['queue_length'] for s in samples), 'samples': samples}
+             **trend, 'max_queue_length': max(s['queue_length'] for s in samples),
+             'samples': samples}
     rows = [{'minute': round(s['t_s'] / 60, 1), **{k: v for k, v in s.items() if k != 't_s'}}
             for s in per_minute]
-    report('soak', rows, ['minute', 'rss_mb', 'queue_length', 'scans_integrated', 'drops_total',
-                          'segments_total', 'segments_on_disk'], extra=extra)
+    report('soak', rows, ['minute', 'rss_mb', 'heap_in_use_mb', 'heap_free_mb', 'queue_length',
+                          'scans_integrated', 'drops_total', 'segments_total', 'segments_on_disk',
+                          'points_in_memory'], extra=extra)
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot([s['t_s'] / 60 for s in samples], [s['rss_mb'] for s in samples], lw=2)
+    minutes = [s['t_s'] / 60 for s in samples]
+    ax.plot(minutes, [s['rss_mb'] for s in samples], lw=2, label='RSS')
+    ax.plot(minutes, [s.get('heap_in_use_mb', np.nan) for s in samples], lw=1,
+            label='malloc heap in use')
+    ax.axvline(WARMUP_S / 60, color='grey', ls=':', label='end of warm-up')
     ax.set_xlabel('minutes of 10 Hz input')
-    ax.set_ylabel('node RSS (MB)')
+    ax.set_ylabel('node memory (MB)')
     ax.set_title('noksr node memory under a looping 10 Hz drive')
     ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(OUT_DIR / 'soak_rss.png', dpi=100)
-    print(f'RSS after 5 min: {min(warm):.0f}-{max(warm):.0f} MB; node alive at the end: {alive}, '
-          f'exit code {code}; plot {OUT_DIR / "soak_rss.png"}')
+    print(f"RSS after warm-up: {trend['rss_after_warmup_min_mb']:.0f}-"
+          f"{trend['rss_after_warmup_max_mb']:.0f} MB, slope "
+          f"{trend['rss_slope_mb_per_min']:+.2f} MB/min, median of the first "
+          f"{WINDOW_S / 60:.0f} min {trend['rss_first_window_median_mb']} MB, of the last "
+          f"{trend['rss_last_window_median_mb']} MB (x{trend['rss_last_over_first']}); node "
+          f'alive at the end: {alive}, exit code {code}; plot {OUT_DIR / "soak_rss.png"}')
 
 
 if __name__ == '__main__':

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from noksr_ros.allocator import release_free_memory
 from noksr_ros.config import NoksrConfig
-from noksr_ros.live.memory import release_free_memory
 from noksr_ros.model.checkpoint import load_model
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.reconstructor import Reconstructor

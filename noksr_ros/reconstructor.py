@@ -28,7 +28,7 @@ from noksr_ros.mapping.store import SegmentStore
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.segment_grid import halo_segments, voxels_per_segment
 from noksr_ros.segment_inference import CornerEvaluator
-from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
+from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher, map_frame_mesh, write_map_mesh
 
 RETRY_AFTER_S = 5.0  # scan time before a segment that ran out of memory is tried again
 
@@ -220,13 +220,8 @@ class Reconstructor:
         """Every segment's mesh (memory and store) welded into one: (V,3) float64 map frame, F."""
         if self.map is None:
             return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-        vertices, faces = self.mesher.welded(self.meshes())
-        return vertices.astype(np.float64) + self.origin_m, faces
+        return map_frame_mesh(self.meshes(), self.origin_m)
 
     def export_mesh(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """Write `full_mesh()` as one PLY in the map frame; returns (V, F)."""
-        from noksr_ros.io.ply import write_ply
-
-        vertices, faces = self.full_mesh()
-        write_ply(path, vertices, faces)
-        return vertices, faces
+        return write_map_mesh(path, self.meshes(), self.origin_m)

@@ -8,7 +8,9 @@ corners of its neighbours, so no network runs when only a neighbour changed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,3 +121,27 @@ class SegmentMesher:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
         verts, faces, _ = weld_by_edge_ids(parts)
         return verts.numpy(), faces.numpy()
+
+
+def map_frame_mesh(meshes: Iterable[SegmentMesh], origin_m: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Weld segment meshes in key order and shift them into the map frame: (V,3) float64, F.
+
+    Key order is the order a /noksr/mesh_segments consumer joins them in, so a saved or exported
+    PLY and a consumer's copy hold the same arrays.
+    """
+    ordered = sorted(meshes, key=lambda m: m.key)
+    vertices, faces = SegmentMesher.welded(ordered)
+    origin = np.zeros(3) if origin_m is None else np.asarray(origin_m, np.float64)
+    return vertices.astype(np.float64) + origin, faces
+
+
+def write_map_mesh(path: str | Path, meshes: Iterable[SegmentMesh], origin_m: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Write `map_frame_mesh` as one PLY (atomically, see io.ply); returns (V, F)."""
+    from noksr_ros.io.ply import write_ply
+
+    vertices, faces = map_frame_mesh(meshes, origin_m)
+    write_ply(path, vertices, faces)
+    return vertices, faces

@@ -15,15 +15,18 @@ Methods (all on the same scans of the drive):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 import multiprocessing
 from pathlib import Path
 import resource
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar('T')
 
 METHODS = ('noksr', 'tsdf_10cm', 'tsdf_5cm', 'poisson')
 CROP_M = 0.5
@@ -74,11 +77,16 @@ def _run_method(method: str, drive: str, overrides: dict[str, Any]) -> MethodRun
     return MethodRun(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), wall, rss)
 
 
-def run_isolated(method: str, drive: str | Path, overrides: dict[str, Any]) -> MethodRun:
-    """Run `method` on `drive` in a fresh spawned process (own peak RSS, no shared caches)."""
+def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a fresh spawned process: its own peak RSS, no caches shared with us."""
     ctx = multiprocessing.get_context('spawn')
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(_run_method, method, str(drive), overrides).result()
+        return pool.submit(fn, *args).result()
+
+
+def run_isolated(method: str, drive: str | Path, overrides: dict[str, Any]) -> MethodRun:
+    """Run `method` on `drive` in a fresh spawned process (own peak RSS, no shared caches)."""
+    return in_fresh_process(_run_method, method, str(drive), overrides)
 
 
 def observed_points(drive: str | Path, overrides: dict[str, Any]) -> np.ndarray:

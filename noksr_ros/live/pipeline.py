@@ -23,14 +23,14 @@ import traceback
 import numpy as np
 import torch
 
+from noksr_ros.allocator import release_free_memory
 from noksr_ros.config import NoksrConfig
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
-from noksr_ros.live.memory import release_free_memory
 from noksr_ros.live.pose_buffer import JUMP, OK, UNKNOWN, WAIT, PoseLookup
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.reconstructor import Reconstructor
-from noksr_ros.segment_mesher import SegmentMesh, SegmentMesher
+from noksr_ros.segment_mesher import SegmentMesh, write_map_mesh
 
 # (stamp ns, frame id of the scan) -> T_map_sensor lookup.
 PoseResolver = Callable[[int, str], PoseLookup]
@@ -170,22 +170,12 @@ class LivePipeline:
                                self.last_mesh_stamp_ns)
 
     def save_mesh(self, directory: str | Path) -> tuple[Path, int, int]:
-        """
-        Weld the cached meshes into one PLY (map frame) named by the time; (path, V, F).
-
-        Segments are joined in key order, as a consumer of /noksr/mesh_segments joins them, so
-        both give the same arrays.
-        """
-        from noksr_ros.io.ply import write_ply
-
+        """Weld the cached meshes into one PLY (map frame) named by the time; (path, V, F)."""
         snap = self.mesh_snapshot()
-        vertices, faces = SegmentMesher.welded([snap.meshes[k] for k in sorted(snap.meshes)])
-        origin = snap.origin_m if snap.origin_m is not None else np.zeros(3)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        name = datetime.now().strftime('noksr_mesh_%Y%m%d_%H%M%S_%f.ply')
-        path = directory / name
-        write_ply(path, vertices.astype(np.float64) + origin, faces)
+        path = directory / datetime.now().strftime('noksr_mesh_%Y%m%d_%H%M%S_%f.ply')
+        vertices, faces = write_map_mesh(path, snap.meshes.values(), snap.origin_m)
         return path.resolve(), len(vertices), len(faces)
 
     def set_config(self, config: NoksrConfig) -> None:

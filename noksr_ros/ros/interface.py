@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from noksr_ros.config import NoksrConfig, field_specs
+from noksr_ros.config import FieldSpec, NoksrConfig, field_specs
 
 # Read by the worker at each use (never cached in timers or map structures): safe to change live.
 RUNTIME_KEYS = frozenset({
@@ -56,7 +56,8 @@ TOPICS = (
              'counters, at ros.publish_rate_hz. Reliable, transient local (depth 1).'),
     Endpoint(DIAGNOSTICS_TOPIC, 'diagnostic_msgs/msg/DiagnosticArray', 'published',
              'Queue length, drops by reason, scans integrated, segments total / dirty / in '
-             'memory / on disk, last update time, device.'),
+             'memory / on disk, last update time, device, out-of-memory recoveries, process RSS '
+             'and malloc heap in use / free / mmapped (MB).'),
 )
 
 SERVICES = (
@@ -99,6 +100,19 @@ def services_table() -> str:
     return '\n'.join(rows)
 
 
+def parameter_help(spec: FieldSpec) -> str:
+    """Help text plus choices, range and run-time changeability (docs, `ros2 param describe`)."""
+    extra = []
+    if spec.choices:
+        extra.append('one of ' + ', '.join(map(str, spec.choices)))
+    if spec.lo is not None or spec.hi is not None:
+        extra.append(f'range [{spec.lo if spec.lo is not None else "-inf"}, '
+                     f'{spec.hi if spec.hi is not None else "inf"}]')
+    if spec.name in RUNTIME_KEYS:
+        extra.append('changeable while running')
+    return spec.help + (f' ({"; ".join(extra)})' if extra else '')
+
+
 def parameters_table() -> str:
     """Markdown table of every parameter (the core config's dotted keys)."""
     rows = ['| parameter | default | description |', '|---|---|---|']
@@ -108,16 +122,7 @@ def parameters_table() -> str:
             default = '[' + ', '.join(f'{v:g}' for v in default) + ']'
         elif default == '':
             default = "''"
-        extra = []
-        if spec.choices:
-            extra.append('one of ' + ', '.join(map(str, spec.choices)))
-        if spec.lo is not None or spec.hi is not None:
-            extra.append(f'range [{spec.lo if spec.lo is not None else "-inf"}, '
-                         f'{spec.hi if spec.hi is not None else "inf"}]')
-        if spec.name in RUNTIME_KEYS:
-            extra.append('changeable while running')
-        help_text = spec.help + (f' ({"; ".join(extra)})' if extra else '')
-        rows.append(f'| `{spec.name}` | `{default}` | {_cell(help_text)} |')
+        rows.append(f'| `{spec.name}` | `{default}` | {_cell(parameter_help(spec))} |')
     return '\n'.join(rows)
 
 

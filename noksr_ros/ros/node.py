@@ -26,13 +26,13 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from noksr_ros.allocator import process_memory, tune_allocator
 from noksr_ros.config import NoksrConfig
 from noksr_ros.errors import NoksrError, PointCloudError
 from noksr_ros.io.pointcloud2 import read_points, stamp_to_ns
 from noksr_ros.io.transforms import compose, pose_to_matrix
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
-from noksr_ros.live.memory import tune_allocator
 from noksr_ros.live.pipeline import LivePipeline, LiveScan
 from noksr_ros.live.pose_buffer import OK, UNKNOWN, WAIT, PoseBuffer, PoseLookup
 from noksr_ros.offline import model_from_config
@@ -231,7 +231,7 @@ class NoksrNode(Node):
             level = DiagnosticStatus.WARN
             message = (f'{stats["segments_out_of_memory"]} segments do not fit in memory '
                        '(kept dirty, retried)')
-        values = [KeyValue(key=k, value=str(v)) for k, v in stats.items()]
+        values = [KeyValue(key=k, value=str(v)) for k, v in {**stats, **process_memory()}.items()]
         values += [KeyValue(key=f'drops.{k}', value=str(v)) for k, v in sorted(drops.items())]
         values.append(KeyValue(key='pose_source', value=self.pose_source))
         status = DiagnosticStatus(level=level, name=DIAGNOSTIC_NAME, message=message,

@@ -17,28 +17,14 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from noksr_ros.config import FieldSpec, NoksrConfig, apply_overrides, field_specs
+from noksr_ros.config import NoksrConfig, apply_overrides, field_specs
 from noksr_ros.errors import ConfigError
-from noksr_ros.ros.interface import RUNTIME_KEYS
+from noksr_ros.ros.interface import RUNTIME_KEYS, parameter_help
 
 # Parameters every rclpy node may carry that are not ours.
 FOREIGN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
 FOREIGN_PREFIXES = ('qos_overrides.',)
 
-
-
-def describe(spec: FieldSpec) -> str:
-    """Help text plus the valid range or choices, for `ros2 param describe`."""
-    extra = []
-    if spec.choices:
-        extra.append('one of ' + ', '.join(map(str, spec.choices)))
-    if spec.lo is not None:
-        extra.append(f'min {spec.lo}')
-    if spec.hi is not None:
-        extra.append(f'max {spec.hi}')
-    if spec.name in RUNTIME_KEYS:
-        extra.append('changeable while running')
-    return spec.help + (f' ({"; ".join(extra)})' if extra else '')
 
 
 def ros_value(value: Any) -> Any:
@@ -54,7 +40,7 @@ def declare_config_parameters(node: Node) -> NoksrConfig:
         raise ConfigError(f'unknown parameter(s) {", ".join(unknown)}; valid: {valid}')
     values = {}
     for spec in field_specs():
-        descriptor = ParameterDescriptor(description=describe(spec), dynamic_typing=True,
+        descriptor = ParameterDescriptor(description=parameter_help(spec), dynamic_typing=True,
                                          read_only=spec.name not in RUNTIME_KEYS)
         value = node.declare_parameter(spec.name, ros_value(spec.default), descriptor).value
         values[spec.name] = tuple(value) if isinstance(value, (list, tuple)) else value

@@ -33,7 +33,7 @@ model, _ = load_model()
 
 EVALUATOR_CHILD = CHILD_PRELUDE + """
 from noksr_ros.errors import InferenceMemoryError
-from noksr_ros.live.memory import release_free_memory, tune_allocator
+from noksr_ros.allocator import release_free_memory, tune_allocator
 tune_allocator()  # as the node does: big buffers are mmapped and handed back when freed
 from noksr_ros.segment_inference import CornerEvaluator
 rng = np.random.default_rng(0)

@@ -112,6 +112,9 @@ def test_diagnostics_report_sane_counts(live, drive):
     assert probe.stat('segments_in_memory') == probe.stat('segments_total')
     assert d['device'] == 'cpu' and d['pose_source'] == 'odometry'
     assert float(d['last_update_s']) > 0
+    # the model and a map are held: the node's own memory figures must say so
+    assert 200 < float(d['rss_mb']) < 20_000
+    assert float(d['heap_in_use_mb']) + float(d['heap_mmapped_mb']) > 10
 
 
 def test_parameter_file_was_loaded(live):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
+from pathlib import Path
 
 # mallopt parameters from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -28,6 +30,14 @@ _M_ARENA_MAX = -8
 
 MMAP_THRESHOLD_BYTES = 1 << 20
 ARENA_MAX = 2
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (2.33+): byte counts as size_t."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks',
+        'fordblks', 'keepcost')]
 
 
 @functools.cache
@@ -43,15 +53,51 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def tune_allocator() -> bool:
-    """Fixed 1 MiB mmap threshold and 2 arenas; call early, before worker threads start."""
+    """
+    Fixed 1 MiB mmap threshold and 2 arenas; call early, before worker threads start.
+
+    glibc's own variables win: with MALLOC_MMAP_THRESHOLD_ or MALLOC_ARENA_MAX set in the
+    environment that setting is left as glibc read it (for experiments and odd machines).
+    """
     libc = _libc()
     if libc is None:
         return False
-    ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-    return libc.mallopt(_M_ARENA_MAX, ARENA_MAX) == 1 and ok
+    ok = True
+    if 'MALLOC_MMAP_THRESHOLD_' not in os.environ:
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    if 'MALLOC_ARENA_MAX' not in os.environ:
+        ok = libc.mallopt(_M_ARENA_MAX, ARENA_MAX) == 1 and ok
+    return ok
 
 
 def release_free_memory() -> bool:
     """Return free heap pages to the system (`malloc_trim(0)`); True when some were released."""
     libc = _libc()
     return bool(libc is not None and libc.malloc_trim(0))
+
+
+def process_memory() -> dict[str, float]:
+    """
+    Resident set size and glibc heap use in MB, for diagnostics.
+
+    `heap_in_use_mb` growing means live allocations grow (a leak or a growing map);
+    `heap_free_mb` growing while in-use stays flat means fragmentation; RSS growing with both
+    flat means memory outside malloc (mapped files, DDS shared memory, thread stacks).
+    Heap figures are absent off glibc or before 2.33.
+    """
+    out: dict[str, float] = {}
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmRSS:'):
+                out['rss_mb'] = round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:  # not Linux
+        pass
+    libc = _libc()
+    if libc is not None and hasattr(libc, 'mallinfo2'):
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+        mb = 1.0 / 2**20
+        out.update(heap_in_use_mb=round(info.uordblks * mb, 1),
+                   heap_free_mb=round(info.fordblks * mb, 1),
+                   heap_mmapped_mb=round(info.hblkhd * mb, 1))
+    return out

@@ -20,10 +20,9 @@ no max_wait), with a temporary segment store and `mapping.keep_radius_m` (defaul
 
 `--allocator default`: glibc malloc as it comes, under which freed network buffers fragment the
 heap and RSS creeps up with no leak. `--allocator tuned` applies the live node's remedy
-(`noksr_ros.allocator`: fixed mmap threshold, 2 arenas, and `malloc_trim` after every update;
-the README's 2 km result used a 1 MiB threshold, the node now uses 128 KiB), which tells allocator
-retention apart from a real leak; `--allocator trim` only trims after every update, as
-`noksr reconstruct` does.
+(`noksr_ros.allocator`: fixed 128 KiB mmap threshold, 2 arenas, and `malloc_trim` after every
+update), which tells allocator retention apart from a real leak; `--allocator trim` only trims
+after every update, as `noksr reconstruct` does.
 
     python -m bench.bench_long_drive [--length-m 2000] [--seed 1002] [--scan-rate-hz 2]
         [--max-range-m 30] [--keep-radius-m 60] [--update-every 1] [--sample-every-m 100]

@@ -5,9 +5,12 @@ Incremental vs batch reconstruction of the same drive, side by side in one proce
 - incremental (offline scheduling, the `noksr reconstruct` default: debounce 1 s, no max_wait):
   after every scan, `update()`; a segment is rebuilt once it has had no new points for 1 s of scan
   time, then `finish()`.
-- incremental (live scheduling, config/carla.yaml: debounce 1 s, max_wait 2 s): as above, but a
-  segment that keeps receiving points near the car is rebuilt every 2 s, which is the price of a
-  map that is fresh while the car is still there.
+- incremental (live scheduling, config/carla.yaml: debounce 1 s, max_wait 2 s, max_wait_growth 1):
+  as above, but a segment that keeps receiving points near the car is rebuilt after 2 s if it was
+  never built or has twice the points of its last build: the price of a map that is fresh while
+  the car is still there.
+- incremental (live, every max_wait): the same with max_wait_growth 0, i.e. every segment still
+  receiving points is rebuilt every 2 s (the scheduling before max_wait_growth existed).
 
 Reports wall / network / meshing seconds, segment reconstructions, the time ratio (goal <= 1.5x)
 and the symmetric Chamfer distance between the two final meshes (they should agree).
@@ -82,15 +85,17 @@ def main() -> None:
     parser.add_argument('--seed', type=int, default=1104)
     args = parser.parse_args()
     live = read_yaml_values(ROOT / 'config' / 'carla.yaml')
-    keys = ('reconstruct.debounce_s', 'reconstruct.max_wait_s')
+    keys = ('reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_wait_growth')
     offline = NoksrConfig().with_overrides({'model.device': 'auto'})
     config = offline.with_overrides({k: live[k] for k in keys})
+    every = config.with_overrides({'reconstruct.max_wait_growth': 0.0})
     with tempfile.TemporaryDirectory(prefix='noksr-bench-inc-') as tmp:
         drive = simulate_drive(args.seed, Path(tmp) / 'drive', length_m=args.length_m,
                                write_bag=False, progress=False)
         scans = list(npz_source(drive.out_dir).scans)
     runs = [_run(scans, offline, 'batch'), _run(scans, offline, 'incremental_offline'),
-            _run(scans, config, 'incremental_live')]
+            _run(scans, config, 'incremental_live'),
+            _run(scans, every, 'incremental_live_every_max_wait')]
     batch = runs[0]
     rows = []
     for run in runs:

@@ -51,6 +51,10 @@ class NormalsConfig:
     max_incidence_deg: float = _f(
         85.0, 'Drop points whose normal is more than this from the ray back to the sensor.',
         lo=0.0, hi=90.0)
+    segment_knn: int = _f(
+        24, "Neighbours for the normals re-estimated over a segment's accumulated points (and "
+        'halo) before each reconstruction: several scans together fix the tilted normals of '
+        'sparse scan lines; 0 keeps the per-scan normals.', lo=0, hi=256)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,11 @@ class ReconstructConfig:
     max_wait_s: float = _f(0.0, 'A segment that keeps receiving points is reconstructed anyway '
                            'once it has been dirty this long (scan time), so the map near a '
                            'moving car stays fresh; 0 disables (batch runs).', lo=0.0)
+    max_wait_growth: float = _f(1.0, 'A segment dirty for max_wait_s is rebuilt early only if it '
+                                'has grown by this fraction of the points it had at its last '
+                                'reconstruction (or was never reconstructed); otherwise it waits '
+                                'for debounce_s. 0: rebuild at every max_wait_s while it receives '
+                                'points of its own.', lo=0.0)
     max_segments_per_update: int = _f(4, 'Segments reconstructed by one update() call.', lo=1)
 
 
@@ -313,6 +322,9 @@ def _check_consistency(config: NoksrConfig) -> None:
                           f'{config.meshing.voxel_size_m})')
     if config.ingest.min_range_m >= config.ingest.max_range_m:
         raise ConfigError('ingest.min_range_m must be below ingest.max_range_m')
+    if 0 < config.normals.segment_knn < 3:
+        raise ConfigError('normals.segment_knn must be 0 (off) or at least 3, got '
+                          f'{config.normals.segment_knn}')
 
 
 def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:

@@ -97,6 +97,30 @@ def estimate_normals_scan(points_sensor: np.ndarray, knn: int = 24,
                             max_neighbor_dist_m=max_neighbor_dist_m, solver=solver)
 
 
+def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
+                   workers: int = -1) -> np.ndarray:
+    """
+    Re-estimate (N,3) unit normals by kNN PCA over accumulated points, keeping each one's side.
+
+    One scan's normals of sparse scan lines (far ground rings, distant facades) come from nearly
+    collinear neighbours and tilt badly; the points of several scans together constrain the plane.
+    Each new normal is flipped to the side of the given (sensor-facing) normal; where the
+    accumulated neighbourhood is degenerate too, the given normal is kept. `knn` 0 returns the
+    normals unchanged. Returns (N,3) float32.
+    """
+    nrm = np.asarray(normals, np.float32)
+    pts = _check_points(points)
+    if nrm.shape != pts.shape:
+        raise ValueError(f'normals must have the shape of points {pts.shape}, got {nrm.shape}')
+    if knn == 0 or len(pts) < 3:
+        return nrm
+    _check_params(knn, 90.0, None, 'closed_form')
+    valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
+    flip = np.einsum('ij,ij->i', new, nrm) < 0.0
+    new[flip] *= -1.0
+    return np.where(valid[:, None], new, nrm).astype(np.float32)
+
+
 def _check_points(points: np.ndarray) -> np.ndarray:
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:

@@ -72,6 +72,7 @@ class Reconstructor:
         self.vehicle_m = np.zeros(3)
         self.latest_stamp_s = -np.inf
         self._dirty_since: dict[int, float] = {}  # scan stamp at which a segment became dirty
+        self._built_points: dict[int, int] = {}  # own points at a segment's last reconstruction
         self.scans = 0
 
     @property
@@ -89,7 +90,8 @@ class Reconstructor:
     def _make_mesher(self) -> SegmentMesher:
         mesh = self.config.meshing
         return SegmentMesher(self.map, self.seg_vox, mesh.voxel_size_m, mesh.udf_trim_m,
-                             mesh.trim_source, mesh.dilation_voxels)
+                             mesh.trim_source, mesh.dilation_voxels,
+                             self.config.normals.segment_knn)
 
     def _start_map(self, first_pose: np.ndarray) -> None:
         """Create the map with its origin at the first sensor position."""
@@ -131,7 +133,10 @@ class Reconstructor:
         """
         Dirty segment keys ready for reconstruction, nearest to the vehicle first.
 
-        Ready: no new points for `debounce_s`, or dirty for `max_wait_s` (when set), or `force`.
+        Ready: no new points for `debounce_s`, or `force`, or dirty for `max_wait_s` (when set)
+        and grown by `max_wait_growth` since its last reconstruction: rebuilding a segment near
+        the car at every `max_wait_s` would cost one forward pass per period for the whole time
+        it is in view, where growth-triggered rebuilds cost a geometric series.
         """
         if self.map is None:
             return []
@@ -145,7 +150,10 @@ class Reconstructor:
             if latest - self.map.get(key).last_update_stamp_s >= debounce:
                 return True
             waited = latest - self._dirty_since.get(key, latest)
-            return cfg.max_wait_s > 0 and waited >= cfg.max_wait_s
+            if not (cfg.max_wait_s > 0 and waited >= cfg.max_wait_s):
+                return False
+            built, now = self._built_points.get(key), len(self.map.get(key).points)
+            return built is None or (now > built and now >= (1 + cfg.max_wait_growth) * built)
 
         ready = [k for k in self.map.dirty_keys('reconstruct') if ready_now(k)]
         size = self.config.mapping.segment_size_m
@@ -177,6 +185,7 @@ class Reconstructor:
                 result.failed[key] = str(exc)
                 continue
             self.failed.pop(key, None)
+            self._built_points[key] = len(self.map.get(key).points)
             if self.map.mark_clean(key, 'reconstruct', revision):
                 self._dirty_since.pop(key, None)
             result.reconstructed.append(key)

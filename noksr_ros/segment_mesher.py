@@ -1,9 +1,10 @@
 """
 Per-segment corner values and meshes on the global lattice (see `segment_grid`).
 
-`compute_corners` runs the network once for a segment (own points + halo) and stores the values of
-the corners it owns; `mesh` runs marching cubes over the cubes the segment owns, reading the + face
-corners of its neighbours, so no network runs when only a neighbour changed.
+`compute_corners` runs the network once for a segment (own points + halo, normals re-estimated over
+them all) and stores the values of the corners it owns; `mesh` runs marching cubes over the cubes
+the segment owns, reading the + face corners of its neighbours, so no network runs when only a
+neighbour changed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from noksr_ros.mapping.keys import key_from_ijk
 from noksr_ros.mapping.segment import Segment
 from noksr_ros.mapping.segment_map import SegmentMap
 from noksr_ros.meshing import cubes_in_box, marching_cubes_sparse, weld_by_edge_ids
+from noksr_ros.normals import refine_normals
 from noksr_ros.segment_grid import (
     READ_OFFSETS,
     READER_OFFSETS,
@@ -49,8 +51,10 @@ class SegmentMesher:
     """Corner values and meshes of the segments of one SegmentMap."""
 
     def __init__(self, segment_map: SegmentMap, seg_vox: int, voxel_size_m: float,
-                 udf_trim_m: float, trim_source: str = 'points', dilation_voxels: int = 2) -> None:
+                 udf_trim_m: float, trim_source: str = 'points', dilation_voxels: int = 2,
+                 normals_knn: int = 0) -> None:
         self.map, self.seg_vox = segment_map, seg_vox
+        self.normals_knn = normals_knn
         self.voxel_size_m, self.udf_trim_m = voxel_size_m, udf_trim_m
         self.trim_field = 'dist' if trim_source == 'points' else 'udf'
         self.dilation_voxels = dilation_voxels
@@ -64,7 +68,8 @@ class SegmentMesher:
         seg = self.map.get(key)
         halo_pts, halo_nrm = self.map.gather_halo(key, halo_m)
         points = np.concatenate([seg.points, halo_pts])
-        normals = np.concatenate([seg.normals, halo_nrm])
+        normals = refine_normals(points, np.concatenate([seg.normals, halo_nrm]),
+                                 self.normals_knn)
         lo, hi = corner_box(seg.ijk, self.seg_vox)
         corners = owned(active_corners(points, self.voxel_size_m, self.dilation_voxels), lo, hi)
         sdf, udf = evaluate(points, normals, corners, self.voxel_size_m)

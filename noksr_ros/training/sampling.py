@@ -14,6 +14,8 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
+from noksr_ros.normals import refine_normals
+
 
 @dataclass(frozen=True)
 class CropSpec:
@@ -27,6 +29,7 @@ class CropSpec:
     surface_queries: int = 3000
     jitter_m: float = 0.05
     band_m: float = 0.3
+    normals_knn: int = 24  # normals re-estimated over the crop, as config normals.segment_knn
 
 
 @dataclass
@@ -90,7 +93,8 @@ class TrainingScene:
             return None
         if len(idx) > spec.max_points:
             idx = rng.choice(idx, spec.max_points, replace=False)
-        points, normals = self.points[idx], self.normals[idx]
+        points = self.points[idx]
+        normals = refine_normals(points, self.normals[idx], spec.normals_knn)
         surf, surf_n = self.gt_surface_samples(centre, half, spec.near_queries, rng)
         if len(surf) < 50:
             return None

@@ -20,7 +20,7 @@ def test_every_field_has_help_and_a_unit_or_is_unitless_by_nature():
     unitless = ('max_points', 'knn', 'curve', 'checkpoint', 'device', 'neighbours', 'store_dir',
                 'topic', 'frame', 'max_scan_bytes', 'max_segments_per_update', 'trim_source',
                 'pose_source', 'queue_size', 'qos', 'marker_ns', 'color_mode', 'output_dir',
-                'max_message_bytes')
+                'max_message_bytes', 'growth')
     mixed_units = ('base_to_lidar_xyz_rpy',)  # metres and degrees, said in the help text
     for spec in field_specs():
         assert spec.help.endswith('.'), spec.name

@@ -279,6 +279,35 @@ def test_max_wait_refreshes_segments_that_keep_changing(drive):  # noqa: F811
     assert not set(after) & set(rec.pending())
 
 
+def test_max_wait_rebuilds_a_built_segment_only_once_it_has_grown(drive):  # noqa: F811
+    """A segment already built waits for debounce unless it grew by max_wait_growth."""
+    from noksr_ros.reconstructor import Reconstructor
+
+    _, scans = drive
+    rec = Reconstructor(config(**{'reconstruct.debounce_s': 100.0,
+                                  'reconstruct.max_wait_s': 0.25}), model())
+    for stamp, points, pose in scans[:2]:
+        rec.integrate(stamp, points, pose)
+    built = set(rec.update(max_segments=1000).reconstructed)
+    assert built and not rec.pending()
+    sizes = {k: len(rec.map.get(k).points) for k in built}
+    for stamp, points, pose in scans[2:]:  # dirty again, for 0.3 s by the last scan (> 0.25)
+        rec.integrate(stamp, points, pose)
+    ready = {}
+    for growth in (0.0, 0.5, 1e6):
+        rec.config = rec.config.with_overrides({'reconstruct.max_wait_growth': growth})
+        ready[growth] = set(rec.pending())
+    had_points = {k for k in built if sizes[k] > 0}
+    rebuilt_anyway = ready[0.0] & had_points
+    assert rebuilt_anyway, 'the drive should add points to some built segments'
+    # Only segments never built, or built before they had points of their own, are early.
+    assert ready[1e6] == ready[0.0] - had_points
+    grown = {k for k in rebuilt_anyway if len(rec.map.get(k).points) >= 1.5 * sizes[k]}
+    assert ready[0.5] & had_points == grown
+    assert 0 < len(grown) < len(rebuilt_anyway)  # the threshold separates the two kinds
+    assert ready[0.5] <= ready[0.0]
+
+
 def test_update_stops_between_segments_when_asked(drive):  # noqa: F811
     from noksr_ros.reconstructor import Reconstructor
 

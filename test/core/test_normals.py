@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from noksr_ros.normals import NormalsResult, estimate_normals, estimate_normals_scan
+from noksr_ros.normals import (
+    NormalsResult,
+    estimate_normals,
+    estimate_normals_scan,
+    refine_normals,
+)
 
 
 def grid_plane(n_side: int = 40, spacing_m: float = 0.1, z_m: float = 0.0,
@@ -156,3 +161,48 @@ def test_bad_parameters_are_rejected(kwargs):
 def test_bad_shapes_are_rejected(points, origins):
     with pytest.raises(ValueError):
         estimate_normals(points, origins)
+
+
+def _ring_scan(offset_m: float, rng: np.random.Generator) -> np.ndarray:
+    """Sparse ground 'rings': lines 1 m apart along x on the plane z = 0, 0.1 m point spacing."""
+    xs = np.arange(0.0, 6.0, 0.1)
+    lines = [np.stack([xs, np.full_like(xs, y + offset_m), np.zeros_like(xs)], axis=1)
+             for y in np.arange(0.0, 5.0, 1.0)]
+    pts = np.concatenate(lines)
+    pts[:, 2] += rng.normal(0.0, 0.002, len(pts))
+    return pts.astype(np.float32)
+
+
+def _angle_deg(normals: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip(np.abs(normals @ truth), 0.0, 1.0)))
+
+
+def test_refined_normals_fix_the_tilt_of_sparse_scan_lines():
+    rng = np.random.default_rng(3)
+    scans = [_ring_scan(0.2 * i, rng) for i in range(5)]
+    per_scan = [estimate_normals(s, np.array([3.0, 2.0, 2.0]), knn=8, max_incidence_deg=90.0)
+                for s in scans]
+    points = np.concatenate([s[r.keep] for s, r in zip(scans, per_scan)])
+    given = np.concatenate([r.normals for r in per_scan])
+    up = np.array([0.0, 0.0, 1.0])
+    before = _angle_deg(given, up)
+    refined = refine_normals(points, given, knn=24)
+    after = _angle_deg(refined, up)
+    assert np.median(before) > 20.0          # one scan's collinear neighbours: tilted normals
+    assert np.median(after) < 3.0 and np.percentile(after, 95) < 10.0
+    assert np.all(np.einsum('ij,ij->i', refined, given) >= 0.0)  # each keeps its side
+    assert np.allclose(np.linalg.norm(refined, axis=1), 1.0, atol=1e-5)
+
+
+def test_refine_keeps_the_given_normals_where_it_cannot_do_better():
+    rng = np.random.default_rng(4)
+    line = np.stack([np.arange(0.0, 3.0, 0.1), np.zeros(30), np.zeros(30)], axis=1)
+    given = rng.normal(size=(30, 3)).astype(np.float32)
+    given /= np.linalg.norm(given, axis=1, keepdims=True)
+    assert np.array_equal(refine_normals(line, given, knn=8), given)   # collinear: degenerate
+    assert np.array_equal(refine_normals(line, given, knn=0), given)   # switched off
+    assert np.array_equal(refine_normals(line[:2], given[:2], knn=8), given[:2])  # too few
+    with pytest.raises(ValueError, match='shape'):
+        refine_normals(line, given[:5], knn=8)
+    with pytest.raises(ValueError, match='knn'):
+        refine_normals(line, given, knn=2)

@@ -5,19 +5,19 @@ Incremental vs batch reconstruction of the same drive, side by side in one proce
 - incremental (offline scheduling, the `noksr reconstruct` default: debounce 1 s, no max_wait):
   after every scan, `update()`; a segment is rebuilt once it has had no new points for 1 s of scan
   time, then `finish()`.
-- incremental (live scheduling, config/carla.yaml: debounce 1 s, max_wait 2 s, max_wait_growth 1):
-  as above, but a segment that keeps receiving points near the car is rebuilt after 2 s if it was
-  never built or has twice the points of its last build: the price of a map that is fresh while
-  the car is still there.
-- incremental (live, every max_wait): the same with max_wait_growth 0, i.e. every segment still
-  receiving points is rebuilt every 2 s (the scheduling before max_wait_growth existed).
+- incremental (live scheduling, config/carla.yaml: debounce 1 s, max_wait 2 s, max_wait_growth 1,
+  max_wait_radius 15 m): as above, but a segment within 15 m of the car that keeps receiving
+  points is rebuilt after 2 s if it was never built or has twice the points of its last build: the
+  price of a map that is fresh around the car.
+- incremental (live, every max_wait): max_wait_growth 0 and no radius, i.e. every segment still
+  receiving points is rebuilt every 2 s (the scheduling before those two settings existed).
 
 Reports wall / network / meshing seconds, segment reconstructions, the time ratio (goal <= 1.5x)
 and the symmetric Chamfer distance between the two final meshes (they should agree).
 
-    python -m bench.bench_incremental [--length-m 40] [--seed 1104]
+    python -m bench.bench_incremental [--length-m 40] [--seed 1104] [--modes incremental_live]
 
-Prints a table and writes out/bench/incremental.json.
+Prints a table and writes out/bench/<name>.json (default incremental.json).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from noksr_ros.offline import model_from_config, npz_source
 from noksr_ros.reconstructor import Reconstructor
 
 ROOT = Path(__file__).resolve().parents[1]
+MODES = ('batch', 'incremental_offline', 'incremental_live', 'incremental_live_every_max_wait')
 
 
 def _run(scans: list, config: NoksrConfig, mode: str) -> dict:
@@ -83,19 +84,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('--length-m', type=float, default=40.0)
     parser.add_argument('--seed', type=int, default=1104)
+    parser.add_argument('--modes', default=','.join(MODES),
+                        help=f'comma-separated subset of {",".join(MODES)} (batch always runs)')
+    parser.add_argument('--name', default='incremental', help='JSON name under out/bench/')
     args = parser.parse_args()
+    modes = [m for m in MODES if m == 'batch' or m in args.modes.split(',')]
     live = read_yaml_values(ROOT / 'config' / 'carla.yaml')
-    keys = ('reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_wait_growth')
+    keys = ('reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_wait_growth',
+            'reconstruct.max_wait_radius_m')
     offline = NoksrConfig().with_overrides({'model.device': 'auto'})
     config = offline.with_overrides({k: live[k] for k in keys})
-    every = config.with_overrides({'reconstruct.max_wait_growth': 0.0})
+    every = config.with_overrides({'reconstruct.max_wait_growth': 0.0,
+                                   'reconstruct.max_wait_radius_m': 0.0})
     with tempfile.TemporaryDirectory(prefix='noksr-bench-inc-') as tmp:
         drive = simulate_drive(args.seed, Path(tmp) / 'drive', length_m=args.length_m,
                                write_bag=False, progress=False)
         scans = list(npz_source(drive.out_dir).scans)
-    runs = [_run(scans, offline, 'batch'), _run(scans, offline, 'incremental_offline'),
-            _run(scans, config, 'incremental_live'),
-            _run(scans, every, 'incremental_live_every_max_wait')]
+    configs = {'batch': offline, 'incremental_offline': offline, 'incremental_live': config,
+               'incremental_live_every_max_wait': every}
+    runs = [_run(scans, configs[mode], mode) for mode in modes]
     batch = runs[0]
     rows = []
     for run in runs:
@@ -104,7 +111,7 @@ def main() -> None:
         row['chamfer_to_batch_cm'] = _chamfer_cm((batch['_vertices'], batch['_faces']),
                                                  (run['_vertices'], run['_faces']))
         rows.append(row)
-    report('incremental', rows, ['mode', 'wall_s', 'network_s', 'meshing_s', 'reconstructions',
+    report(args.name, rows, ['mode', 'wall_s', 'network_s', 'meshing_s', 'reconstructions',
                                  'segments', 'faces', 'ratio_to_batch', 'chamfer_to_batch_cm'],
            extra={'scans': len(scans), 'drive': {'seed': args.seed, 'length_m': args.length_m}})
     for row in rows[1:]:

@@ -117,6 +117,9 @@ class ReconstructConfig:
                                 'reconstruction (or was never reconstructed); otherwise it waits '
                                 'for debounce_s. 0: rebuild at every max_wait_s while it receives '
                                 'points of its own.', lo=0.0)
+    max_wait_radius_m: float = _f(0.0, 'Only segments whose centre is this close to the vehicle '
+                                  'are rebuilt early by max_wait_s; farther ones wait for '
+                                  'debounce_s. 0: no limit.', lo=0.0)
     max_segments_per_update: int = _f(4, 'Segments reconstructed by one update() call.', lo=1)
 
 

@@ -133,32 +133,44 @@ class Reconstructor:
         """
         Dirty segment keys ready for reconstruction, nearest to the vehicle first.
 
-        Ready: no new points for `debounce_s`, or `force`, or dirty for `max_wait_s` (when set)
-        and grown by `max_wait_growth` since its last reconstruction: rebuilding a segment near
-        the car at every `max_wait_s` would cost one forward pass per period for the whole time
-        it is in view, where growth-triggered rebuilds cost a geometric series.
+        Ready: no new points for `debounce_s`, or `force`, or due early (`_due_early`). A segment
+        whose forward pass ran out of memory waits `RETRY_AFTER_S` unless forced.
         """
         if self.map is None:
             return []
-        cfg = self.config.reconstruct
-        debounce = 0.0 if force else cfg.debounce_s
+        debounce = 0.0 if force else self.config.reconstruct.debounce_s
         latest = self.latest_stamp_s
 
         def ready_now(key: int) -> bool:
             if not force and key in self.failed and latest - self.failed[key][0] < RETRY_AFTER_S:
                 return False
-            if latest - self.map.get(key).last_update_stamp_s >= debounce:
-                return True
-            waited = latest - self._dirty_since.get(key, latest)
-            if not (cfg.max_wait_s > 0 and waited >= cfg.max_wait_s):
-                return False
-            built, now = self._built_points.get(key), len(self.map.get(key).points)
-            return built is None or (now > built and now >= (1 + cfg.max_wait_growth) * built)
+            quiet = latest - self.map.get(key).last_update_stamp_s >= debounce
+            return quiet or self._due_early(key)
 
         ready = [k for k in self.map.dirty_keys('reconstruct') if ready_now(k)]
+        return sorted(ready, key=lambda k: (self._distance_m(k), k))
+
+    def _distance_m(self, key: int) -> float:
         size = self.config.mapping.segment_size_m
-        centre = {k: (self.map.get(k).ijk + 0.5) * size for k in ready}
-        return sorted(ready, key=lambda k: (float(np.linalg.norm(centre[k] - self.vehicle_m)), k))
+        return float(np.linalg.norm((self.map.get(key).ijk + 0.5) * size - self.vehicle_m))
+
+    def _due_early(self, key: int) -> bool:
+        """
+        Whether a segment still receiving points is rebuilt now, for a fresh map near the car.
+
+        It must have been dirty for `max_wait_s`, lie within `max_wait_radius_m` of the vehicle,
+        and be new or grown by `max_wait_growth` since its last build. Rebuilding at every
+        `max_wait_s` would cost a forward pass per period for as long as the segment is in view;
+        growth-triggered rebuilds cost a geometric series, and far segments wait for debounce.
+        """
+        cfg = self.config.reconstruct
+        waited = self.latest_stamp_s - self._dirty_since.get(key, self.latest_stamp_s)
+        if not (cfg.max_wait_s > 0 and waited >= cfg.max_wait_s):
+            return False
+        if cfg.max_wait_radius_m > 0 and self._distance_m(key) > cfg.max_wait_radius_m:
+            return False
+        built, now = self._built_points.get(key), len(self.map.get(key).points)
+        return built is None or (now > built and now >= (1 + cfg.max_wait_growth) * built)
 
     def update(self, max_segments: int | None = None, force: bool = False,
                stop: Callable[[], bool] | None = None, skip: Collection[int] = ()

@@ -14,7 +14,7 @@ from noksr_ros.config import FieldSpec, NoksrConfig, field_specs
 # Read by the worker at each use (never cached in timers or map structures): safe to change live.
 RUNTIME_KEYS = frozenset({
     'reconstruct.debounce_s', 'reconstruct.max_wait_s', 'reconstruct.max_wait_growth',
-    'reconstruct.max_segments_per_update',
+    'reconstruct.max_wait_radius_m', 'reconstruct.max_segments_per_update',
     'mapping.keep_radius_m', 'mapping.persist_period_s', 'ros.pose_wait_s', 'ros.queue_size',
     'ros.update_rate_hz', 'ros.idle_flush_s',
 })

@@ -275,6 +275,13 @@ def test_max_wait_refreshes_segments_that_keep_changing(drive):  # noqa: F811
     assert ready[0.0] == (0, [])
     before, after = ready[0.5]
     assert before == 0 and len(after) > 5
+    # With a radius only the segments near the vehicle are early; the rest wait for debounce.
+    rec.config = rec.config.with_overrides({'reconstruct.max_wait_radius_m': 3.0})
+    size = rec.config.mapping.segment_size_m
+    near = [k for k in after
+            if np.linalg.norm((rec.map.get(k).ijk + 0.5) * size - rec.vehicle_m) <= 3.0]
+    assert 0 < len(near) < len(after) and rec.pending() == near
+    rec.config = rec.config.with_overrides({'reconstruct.max_wait_radius_m': 0.0})
     rec.update(max_segments=len(after))
     assert not set(after) & set(rec.pending())
 

@@ -27,10 +27,11 @@ from noksr_ros.allocator import release_free_memory
 from noksr_ros.config import NoksrConfig
 from noksr_ros.live import drops as reasons
 from noksr_ros.live.drops import DropCounter
+from noksr_ros.live.mesh_cache import MeshCache, MeshChanges
 from noksr_ros.live.pose_buffer import JUMP, OK, UNKNOWN, WAIT, PoseLookup
 from noksr_ros.model.noksr import NoksrModel
 from noksr_ros.reconstructor import Reconstructor
-from noksr_ros.segment_mesher import SegmentMesh, write_map_mesh
+from noksr_ros.segment_mesher import write_map_mesh
 
 # (stamp ns, frame id of the scan) -> T_map_sensor lookup.
 PoseResolver = Callable[[int, str], PoseLookup]
@@ -48,23 +49,6 @@ class LiveScan:
     received_s: float = 0.0  # set by submit() from the pipeline's clock
 
 
-@dataclass
-class MeshChanges:
-    """
-    Segment meshes changed since the last `take_changes()`; `cleared`: the map was reset.
-
-    After a reset `meshes` holds every segment meshed since, i.e. the whole map. `snapshot`, when
-    asked for, is every cached mesh taken in the same instant as the changes, for a full re-send.
-    """
-
-    meshes: dict[int, SegmentMesh]
-    removed: set[int]
-    cleared: bool
-    origin_m: np.ndarray | None
-    stamp_ns: int
-    snapshot: dict[int, SegmentMesh] | None = None
-
-
 class LivePipeline:
     """Queue, worker thread and mesh cache around one Reconstructor; see the module docstring."""
 
@@ -80,11 +64,8 @@ class LivePipeline:
         self._queue: deque[LiveScan] = deque()
         self._waiting: list[LiveScan] = []
         self._cv = threading.Condition()
-        self._cache_lock = threading.Lock()
-        self._meshes: dict[int, SegmentMesh] = {}
-        self._changed: set[int] = set()
-        self._removed: set[int] = set()
-        self._cleared = False
+        self._stats_lock = threading.Lock()
+        self.cache = MeshCache()
         self._clear_requested = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,7 +75,6 @@ class LivePipeline:
         self.updates = 0
         self.last_update_s = 0.0
         self.last_stamp_ns = -1
-        self.last_mesh_stamp_ns = 0
         self._last_scan_s = clock()
         self._next_update_s = clock()
         self._next_trim_s = clock()
@@ -109,12 +89,9 @@ class LivePipeline:
         """A map resumed from its store publishes and saves its stored meshes from the start."""
         if self.rec.map is None:
             return
-        for mesh in self.rec.meshes():
-            if len(mesh.faces):
-                self._meshes[mesh.key] = mesh
-                self._changed.add(mesh.key)
+        self.cache.apply({m.key: m for m in self.rec.meshes() if len(m.faces)})
         self._log(f'resumed the map in {self.config.mapping.store_dir}: '
-                  f'{len(self.rec.map.keys())} segments, {len(self._meshes)} with a mesh, '
+                  f'{len(self.rec.map.keys())} segments, {len(self.cache)} with a mesh, '
                   f'{len(self.rec.map.dirty_keys("reconstruct"))} awaiting reconstruction')
 
     # -- producer side (subscription callbacks) -------------------------------------------------
@@ -148,26 +125,12 @@ class LivePipeline:
     # -- consumer side (publisher, services) ----------------------------------------------------
 
     def take_changes(self, snapshot: bool = False) -> MeshChanges:
-        """
-        Meshes changed and keys removed since the last call (and reset those sets).
-
-        With `snapshot`, every cached mesh comes along, taken atomically with the changes, so a
-        full re-send and the incremental stream can never disagree about a segment.
-        """
-        with self._cache_lock:
-            changes = MeshChanges({k: self._meshes[k] for k in self._changed}, set(self._removed),
-                                  self._cleared, self.rec.origin_m, self.last_mesh_stamp_ns,
-                                  dict(self._meshes) if snapshot else None)
-            self._changed.clear()
-            self._removed.clear()
-            self._cleared = False
-        return changes
+        """Meshes changed and keys removed since the last call; see `MeshCache.take_changes`."""
+        return self.cache.take_changes(self.rec.origin_m, snapshot)
 
     def mesh_snapshot(self) -> MeshChanges:
         """Every cached segment mesh (for a full re-send or a save); changes are left pending."""
-        with self._cache_lock:
-            return MeshChanges(dict(self._meshes), set(), False, self.rec.origin_m,
-                               self.last_mesh_stamp_ns)
+        return self.cache.snapshot(self.rec.origin_m)
 
     def save_mesh(self, directory: str | Path) -> tuple[Path, int, int]:
         """Weld the cached meshes into one PLY (map frame) named by the time; (path, V, F)."""
@@ -184,8 +147,8 @@ class LivePipeline:
 
     def stats(self) -> dict[str, float | int | str]:
         """Counters for diagnostics; map counts are the worker's snapshot after its last step."""
-        with self._cache_lock:
-            meshed = len(self._meshes)
+        meshed = len(self.cache)
+        with self._stats_lock:
             map_stats = dict(self._map_stats)
         return {
             'queue_length': self.queue_length(),
@@ -221,7 +184,7 @@ class LivePipeline:
             'segments_on_disk': stats.segments_in_store if stats else 0,
             'points_in_memory': stats.points_in_memory if stats else 0,
         }
-        with self._cache_lock:
+        with self._stats_lock:
             self._map_stats = values
 
     # -- worker ---------------------------------------------------------------------------------
@@ -364,16 +327,7 @@ class LivePipeline:
             self._next_oom_log_s = self._clock() + OOM_LOG_PERIOD_S
             self._log(f'{len(result.failed)} segment(s) did not fit in memory; they stay dirty '
                       f'and are retried (points kept): {next(iter(result.failed.values()))}')
-        with self._cache_lock:
-            for key, mesh in result.meshes.items():
-                self._meshes[key] = mesh
-                self._changed.add(key)
-                self._removed.discard(key)
-            for key in result.removed:
-                self._meshes.pop(key, None)
-                self._changed.discard(key)
-                self._removed.add(key)
-            self.last_mesh_stamp_ns = max(stamp_ns, 0)
+        self.cache.apply(result.meshes, result.removed, stamp_ns)
         if self._clock() >= self._next_trim_s:  # an update frees many buffers: hand them back
             self._next_trim_s = self._clock() + TRIM_PERIOD_S
             release_free_memory()
@@ -389,11 +343,7 @@ class LivePipeline:
         self.rec = Reconstructor(self.config, self.model, self.device)
         self.scans_integrated = self.points_integrated = 0
         self.last_stamp_ns = -1
-        with self._cache_lock:
-            self._meshes.clear()
-            self._changed.clear()
-            self._removed.clear()
-            self._cleared = True
+        self.cache.clear()
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from noksr_ros.config import RosConfig
-from noksr_ros.live.pipeline import MeshChanges
+from noksr_ros.live.mesh_cache import MeshChanges
 from noksr_ros.meshcolor import face_soup, height_colors, normal_colors
 from noksr_ros.ros.marker_cdr import MarkerSpec, delete_all_marker, delete_marker, triangle_marker
 from noksr_ros.segment_mesher import SegmentMesh

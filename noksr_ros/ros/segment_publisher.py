@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from noksr_ros.config import NoksrConfig
-from noksr_ros.live.pipeline import MeshChanges
+from noksr_ros.live.mesh_cache import MeshChanges
 from noksr_ros.msg import MeshMapStatus, MeshMapUpdate
 from noksr_ros.ros.segment_msgs import status_message, update_message
 from noksr_ros.ros.segment_stream import SegmentStream

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from noksr_ros.live.pipeline import MeshChanges
+from noksr_ros.live.mesh_cache import MeshChanges
 from noksr_ros.mapping.keys import ijk_from_key
 from noksr_ros.segment_mesher import SegmentMesh
 

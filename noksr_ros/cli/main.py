@@ -78,6 +78,7 @@ def train(
 
     from noksr_ros.config import load_config
     from noksr_ros.model.presets import model_preset
+    from noksr_ros.training.sampling import CropSpec
     from noksr_ros.training.scenes import load_training_scene
     from noksr_ros.training.trainer import Trainer, TrainSpec
 
@@ -86,8 +87,9 @@ def train(
         scenes = [load_training_scene(d, cfg) for d in drives]
         meta = {'command': ' '.join(['noksr'] + sys.argv[1:]),
                 'drives': [str(d) for d in drives], 'preset': preset}
+        crop = CropSpec(normals_knn=cfg.normals.segment_knn)  # the Reconstructor's input
         trainer = Trainer(scenes, model_preset(preset), TrainSpec(steps=steps, lr=lr, seed=seed),
-                          out, device=torch.device(device), meta=meta)
+                          out, crop=crop, device=torch.device(device), meta=meta)
     except (NoksrError, ValueError, OSError) as exc:
         _fail(exc)
     if resume and trainer.resume():

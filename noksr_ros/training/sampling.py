@@ -29,7 +29,7 @@ class CropSpec:
     surface_queries: int = 3000
     jitter_m: float = 0.05
     band_m: float = 0.3
-    normals_knn: int = 24  # normals re-estimated over the crop, as config normals.segment_knn
+    normals_knn: int = 24  # normals re-estimated over the crop: config normals.segment_knn
 
 
 @dataclass

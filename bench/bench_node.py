@@ -6,6 +6,8 @@ Configurations run one after the other on the same drive, each with a fresh node
   cannot keep up with 10 Hz, scans beyond the queue are dropped and counted.
 - `best-effort`: the same with `sensor_data` (best-effort) input QoS.
 - `no-drop`: a queue of 1000 scans, so every scan is integrated (late).
+- `every-max-wait`, `per-scan-normals`: carla.yaml with the earlier scheduling (every segment
+  rebuilt at every max_wait_s) or without the per-segment normals re-estimation, for comparison.
 
 Reports per configuration: scans published / integrated / dropped / lost in transport (never
 reached the node), integrated scans per second (first scan published to last integrated, at the
@@ -13,6 +15,7 @@ diagnostics' 1 Hz resolution), mesh latency (scan published -> marker received) 
 time from the last scan until the map was complete, triangles.
 
     python -m bench.bench_node [--length-m 40] [--seed 1102] [--configs carla,no-drop]
+    python -m bench.bench_node --configs carla,every-max-wait,per-scan-normals
 
 Prints a table and writes out/bench/node.json.
 """
@@ -33,6 +36,9 @@ CONFIGS = {
     'carla': {},
     'best-effort': {'ros.input_qos': 'sensor_data'},
     'no-drop': {'ros.queue_size': 1000, 'ros.input_qos_depth': 1000},
+    # carla.yaml with the scheduling before max_wait_growth / max_wait_radius_m existed
+    'every-max-wait': {'reconstruct.max_wait_growth': 0.0, 'reconstruct.max_wait_radius_m': 0.0},
+    'per-scan-normals': {'normals.segment_knn': 0},  # carla.yaml without the normals re-estimation
 }
 
 
@@ -48,7 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('--length-m', type=float, default=40.0)
     parser.add_argument('--seed', type=int, default=1102)
-    parser.add_argument('--configs', default=','.join(CONFIGS))
+    parser.add_argument('--configs', default='carla,best-effort,no-drop',
+                        help=f'comma-separated, of {",".join(CONFIGS)}')
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix='noksr-bench-node-') as tmp:

@@ -115,7 +115,12 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
     if knn == 0 or len(pts) < 3:
         return nrm
     _check_params(knn, 90.0, None, 'closed_form')
-    valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
+    try:
+        valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
+    except RuntimeError as exc:  # no thread for the kNN workers (memory cap): query serially
+        if 'thread' not in str(exc):
+            raise
+        valid, new = _pca_normals(pts, knn, 1, None, 'closed_form')
     flip = np.einsum('ij,ij->i', new, nrm) < 0.0
     new[flip] *= -1.0
     return np.where(valid[:, None], new, nrm).astype(np.float32)

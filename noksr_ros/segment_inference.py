@@ -58,7 +58,13 @@ def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: fl
     if len(corners_ijk) == 0 or len(points) == 0:
         return np.full(len(corners_ijk), cap_m, np.float32)
     tree = cKDTree(np.asarray(points, np.float64))
-    dist, _ = tree.query(corners_ijk * voxel_size_m, distance_upper_bound=cap_m, workers=-1)
+    query = corners_ijk * voxel_size_m
+    try:
+        dist, _ = tree.query(query, distance_upper_bound=cap_m, workers=-1)
+    except RuntimeError as exc:  # no thread for the workers (memory cap): query serially
+        if 'thread' not in str(exc):
+            raise
+        dist, _ = tree.query(query, distance_upper_bound=cap_m, workers=1)
     return np.minimum(dist, cap_m).astype(np.float32)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from noksr_ros import kdtree_query
+
 # Points per neighbour-search chunk: (chunk, knn) index/distance arrays stay ~10 MB.
 _CHUNK_POINTS = 32768
 # A covariance is degenerate when its middle eigenvalue is this small relative to the largest:
@@ -115,12 +117,7 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
     if knn == 0 or len(pts) < 3:
         return nrm
     _check_params(knn, 90.0, None, 'closed_form')
-    try:
-        valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
-    except RuntimeError as exc:  # no thread for the kNN workers (memory cap): query serially
-        if 'thread' not in str(exc):
-            raise
-        valid, new = _pca_normals(pts, knn, 1, None, 'closed_form')
+    valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
     flip = np.einsum('ij,ij->i', new, nrm) < 0.0
     new[flip] *= -1.0
     return np.where(valid[:, None], new, nrm).astype(np.float32)
@@ -172,7 +169,8 @@ def _pca_normals(pts: np.ndarray, knn: int, workers: int, max_dist_m: float | No
     upper = np.inf if max_dist_m is None else float(max_dist_m)
     for start in range(0, n, _CHUNK_POINTS):
         rows = order[start:start + _CHUNK_POINTS]
-        dist, idx = tree.query(local[rows], k=k, workers=workers, distance_upper_bound=upper)
+        dist, idx = kdtree_query.query(tree, local[rows], workers, k=k,
+                                       distance_upper_bound=upper)
         cov, count = _covariances(coords, rows, idx, dist if max_dist_m is not None else None)
         ok, nrm = _smallest_eigenvectors(cov) if solver == 'closed_form' else _eigh_normals(cov)
         valid[rows] = ok & (count >= 3)

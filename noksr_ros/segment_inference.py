@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 import torch
 
+from noksr_ros import kdtree_query
 from noksr_ros.errors import InferenceMemoryError
 from noksr_ros.model.noksr import NoksrModel
 
@@ -59,12 +60,7 @@ def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: fl
         return np.full(len(corners_ijk), cap_m, np.float32)
     tree = cKDTree(np.asarray(points, np.float64))
     query = corners_ijk * voxel_size_m
-    try:
-        dist, _ = tree.query(query, distance_upper_bound=cap_m, workers=-1)
-    except RuntimeError as exc:  # no thread for the workers (memory cap): query serially
-        if 'thread' not in str(exc):
-            raise
-        dist, _ = tree.query(query, distance_upper_bound=cap_m, workers=1)
+    dist, _ = kdtree_query.query(tree, query, distance_upper_bound=cap_m)
     return np.minimum(dist, cap_m).astype(np.float32)
 
 

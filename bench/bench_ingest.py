@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from bench.common import peak_rss_mb, report
+from bench.common import report
 from noksr_ros.config import NoksrConfig
 from noksr_ros.data.lidar import LidarSimulator, LidarSpec
 from noksr_ros.data.town import generate_town
@@ -28,6 +28,7 @@ from noksr_ros.io.pointcloud2 import read_points
 from noksr_ros.mapping.segment_map import SegmentMap
 from noksr_ros.normals import estimate_normals_scan
 from noksr_ros.preprocess import ScanFilter, transform_points
+from noksr_ros.process_memory import peak_rss_mb
 
 
 def make_clouds(n_scans: int, seed: int = 11) -> list[tuple[object, np.ndarray]]:

@@ -16,7 +16,7 @@ Scans are fed one at a time to the Reconstructor as `noksr reconstruct` does (in
 `update(max_segments=1_000_000)` every `--update-every` scans, offline scheduling: debounce 1 s,
 no max_wait), with a temporary segment store and `mapping.keep_radius_m` (default 60 m). Every
 `--sample-every-m` metres travelled the process RSS (/proc/self/statm), its peak so far
-(ru_maxrss) and the segments in memory / in the store are recorded; `finish()` ends the drive.
+(VmHWM) and the segments in memory / in the store are recorded; `finish()` ends the drive.
 
 `--allocator default`: glibc malloc as it comes, under which freed network buffers fragment the
 heap and RSS creeps up with no leak. `--allocator tuned` applies the live node's remedy
@@ -38,28 +38,16 @@ from __future__ import annotations
 import argparse
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
-import os
 from pathlib import Path
-import resource
 import tempfile
 import time
 
 import numpy as np
 
 from bench.common import OUT_DIR, report
+from noksr_ros.process_memory import peak_rss_mb, rss_mb
 
-PAGE_MB = os.sysconf('SC_PAGE_SIZE') / 2**20
 CHECK_AT_M = 500.0
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process (MB)."""
-    return int(Path('/proc/self/statm').read_text().split()[1]) * PAGE_MB
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _simulate(seed: int, out: str, length_m: float, scan_rate_hz: float) -> int:
@@ -177,7 +165,7 @@ def plot(trace: list[tuple[float, float, float]], samples: list[dict], title: st
                                   gridspec_kw={'height_ratios': [3, 2]})
     dist, rss, peak = zip(*trace)
     ax.plot(dist, rss, lw=1.5, label='RSS after each scan')
-    ax.plot(dist, peak, lw=1, ls='--', label='peak RSS so far (ru_maxrss)')
+    ax.plot(dist, peak, lw=1, ls='--', label='peak RSS so far (VmHWM)')
     if dist[-1] >= CHECK_AT_M:
         ax.axvline(CHECK_AT_M, color='grey', lw=0.8, ls=':')
     ax.set_ylabel('process RSS (MB)')

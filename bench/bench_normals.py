@@ -17,9 +17,10 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
-from bench.common import median_s, peak_rss_mb, report
+from bench.common import median_s, report
 from noksr_ros.evaluation.toy_scene import LidarSpec, ToyLidar, drive_poses, toy_street_mesh
 from noksr_ros.normals import estimate_normals_scan
+from noksr_ros.process_memory import peak_rss_mb
 
 
 def lidar_scan(n_azimuth: int) -> np.ndarray:

@@ -9,7 +9,7 @@ simulated drive.
 
 The drive is reconstructed in batch (`reconstruct_drive`, as `noksr reconstruct`) once per
 `mapping.segment_size_m`, each run in a fresh spawned process so its wall time and peak RSS
-(ru_maxrss, the model and torch included) are its own, then scored against the drive's exact
+(VmHWM, the model and torch included) are its own, then scored against the drive's exact
 ground truth with `noksr evaluate`'s protocol (`compare.score_row`: GT cropped to 0.5 m of the
 input points; CD = Chamfer-L1 in cm, F@10 cm in %).
 
@@ -21,7 +21,9 @@ scan first, at a pose just below the scene's bounding-box corner, which moves th
 the lattice) there; nothing else changes. `ingest.max_range_m` is capped (default 30 m, the same
 for every row, and for the GT crop) so that a single segment covering the scene fits in memory.
 
-Peak RSS is that of the whole process (torch and the model: ~0.3 GB). `noksr reconstruct` runs
+Peak RSS is that of the whole process (torch and the model: ~0.3 GB); `above_baseline_mb` is
+that peak minus the peak right after loading the model, i.e. what the map and the forward passes
+added, the part segments can shrink. `noksr reconstruct` runs
 with glibc malloc as it comes, which may keep freed network buffers mapped and so blur the rows;
 `--allocator tuned` applies the live node's settings (`noksr_ros.allocator.tune_allocator`) in
 each run, so the peak follows the memory actually in use more closely.
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import resource
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import OUT_DIR, report
+from noksr_ros.process_memory import peak_rss_mb
 
 ANCHOR_MARGIN_M = 2.0  # the anchor sits this far below the points' bounding-box corner
 
@@ -105,6 +107,7 @@ def _child(drive: str, overrides: dict[str, Any], anchor_m: list[float], tuned: 
     cfg = NoksrConfig().with_overrides(overrides)
     t0 = time.perf_counter()
     model, device = model_from_config(cfg)
+    baseline_mb = peak_rss_mb()
     source = npz_source(drive)
 
     def scans():
@@ -124,7 +127,8 @@ def _child(drive: str, overrides: dict[str, Any], anchor_m: list[float], tuned: 
             'faces': np.asarray(result.faces, np.int64), 'segments': result.segments,
             'failed': len(result.failed), 'network_s': result.network_s,
             'meshing_s': result.meshing_s, 'wall_s': wall,
-            'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+            'peak_rss_mb': peak_rss_mb(),
+            'baseline_rss_mb': baseline_mb}
 
 
 def run_isolated(drive: Path, overrides: dict[str, Any], anchor_m: np.ndarray,
@@ -183,12 +187,13 @@ def main() -> None:
                      'cd_cm': row['cd_cm'], 'acc_cm': row['acc_cm'], 'comp_cm': row['comp_cm'],
                      'f10': row['f10'], 'faces': row['faces'], 'wall_s': run['wall_s'],
                      'network_s': run['network_s'], 'peak_rss_mb': run['peak_rss_mb'],
+                     'above_baseline_mb': run['peak_rss_mb'] - run['baseline_rss_mb'],
                      'failed_segments': run['failed']})
         print(f"  {run['segments']} segments, CD {row['cd_cm']:.3f} cm, F@10 {row['f10']:.1f}, "
               f"{run['wall_s']:.0f} s, peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
     report(args.name, rows, ['segment_size_m', 'segments', 'cd_cm', 'acc_cm', 'comp_cm',
                                   'f10', 'faces', 'wall_s', 'network_s', 'peak_rss_mb',
-                                  'failed_segments'],
+                                  'above_baseline_mb', 'failed_segments'],
            extra={'drive': {'seed': args.seed, 'length_m': args.length_m,
                             'scan_rate_hz': args.scan_rate_hz, 'path': str(drive)},
                   'ingest.max_range_m': args.max_range_m, 'anchor_m': anchor.tolist(),
@@ -196,7 +201,9 @@ def main() -> None:
                   'allocator': args.allocator})
     largest, smallest = rows[0], rows[-1]
     print(f"peak RSS {largest['peak_rss_mb']:.0f} MB ({largest['segments']} segments) -> "
-          f"{smallest['peak_rss_mb']:.0f} MB ({smallest['segments']} segments); CD change "
+          f"{smallest['peak_rss_mb']:.0f} MB ({smallest['segments']} segments); above the "
+          f"model-loaded baseline {largest['above_baseline_mb']:.0f} -> "
+          f"{smallest['above_baseline_mb']:.0f} MB; CD change "
           f"{smallest['cd_cm'] - largest['cd_cm']:+.3f} cm (paper: < 0.1 cm)")
 
 

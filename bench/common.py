@@ -6,7 +6,6 @@ from collections.abc import Callable
 import json
 from pathlib import Path
 import platform
-import resource
 import statistics
 import time
 
@@ -23,11 +22,6 @@ def median_s(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> flo
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def machine() -> dict:

@@ -26,7 +26,8 @@ import ctypes
 import ctypes.util
 import functools
 import os
-from pathlib import Path
+
+from noksr_ros.process_memory import rss_mb
 
 # mallopt parameters from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -90,12 +91,9 @@ def process_memory() -> dict[str, float]:
     Heap figures are absent off glibc or before 2.33.
     """
     out: dict[str, float] = {}
-    try:
-        for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
-                out['rss_mb'] = round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:  # not Linux
-        pass
+    rss = rss_mb()
+    if rss == rss:  # not NaN: /proc exists (Linux)
+        out['rss_mb'] = round(rss, 1)
     libc = _libc()
     if libc is not None and hasattr(libc, 'mallinfo2'):
         libc.mallinfo2.restype = _MallInfo2

@@ -20,11 +20,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 import multiprocessing
 from pathlib import Path
-import resource
 import time
 from typing import Any, TypeVar
 
 import numpy as np
+
+from noksr_ros.process_memory import peak_rss_mb
 
 T = TypeVar('T')
 
@@ -73,7 +74,7 @@ def _run_method(method: str, drive: str, overrides: dict[str, Any]) -> MethodRun
     else:
         raise ValueError(f'unknown method {method!r}; valid: {", ".join(METHODS)}')
     wall = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rss = peak_rss_mb()
     return MethodRun(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), wall, rss)
 
 

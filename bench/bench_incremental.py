@@ -6,7 +6,7 @@ Incremental vs batch reconstruction of the same drive, side by side in one proce
   after every scan, `update()`; a segment is rebuilt once it has had no new points for 1 s of scan
   time, then `finish()`.
 - incremental (live scheduling, config/carla.yaml: debounce 1 s, max_wait 2 s, max_wait_growth 1,
-  max_wait_radius 15 m): as above, but a segment within 15 m of the car that keeps receiving
+  max_wait_radius 10 m): as above, but a segment within 10 m of the car that keeps receiving
   points is rebuilt after 2 s if it was never built or has twice the points of its last build: the
   price of a map that is fresh around the car.
 - incremental (live, every max_wait): max_wait_growth 0 and no radius, i.e. every segment still

@@ -37,7 +37,9 @@ KILL_WINDOWS = ((3.0, 8.0), (8.0, 18.0), (18.0, 30.0), (3.0, 30.0))
 # A small map (short range), so every phase of the node is reached within the windows.
 RANGE = {'ingest.max_range_m': 20.0}
 LIDAR = '/carla/ego_vehicle/lidar'
-MIN_FSCORE_10CM = 0.82  # what the shipped checkpoint gives live (see test_node.py)
+# What the shipped checkpoint gives live (see test_node.py) less what the kills may drop: 0.909
+# on 2026-12-07.
+MIN_FSCORE_10CM = 0.82
 
 
 @pytest.fixture(scope='module')

@@ -7,6 +7,11 @@ run once per segment against one run over the group's points and corners togethe
 that two segments share are kept once, as a batched pass would). Median of `--repeats` runs each,
 side by side in one process. The batched values are not used for anything: only the time counts.
 
+Such a grouped pass is not exact: each segment's values then depend on the points of the others.
+An exact batched pass (segments kept apart inside one call) can save at most the fixed cost of a
+call per segment, so the bench also times a pass over a tiny input (256 points and corners of one
+segment; `fixed_s`) and reports `exact_max_speedup` = separate / (separate - (n - 1) * fixed).
+
     python -m bench.bench_batching [--length-m 40] [--seed 1104] [--repeats 3]
 
 Prints a table and writes out/bench/batching.json.
@@ -61,6 +66,8 @@ def main() -> None:
     busy = [k for k in keys if len(rec.map.get(k).points) > 1000][:8]
     inputs = [_segment_inputs(rec, k) for k in busy]
     voxel = config.meshing.voxel_size_m
+    tiny = tuple(a[:256] for a in inputs[0])
+    fixed = median_s(lambda: rec.evaluate(*tiny, voxel), repeats=max(5, args.repeats))
     rows = []
     for size in (1, 2, 4, 8):
         group = inputs[:size]
@@ -84,10 +91,13 @@ def main() -> None:
         t_all = median_s(together, repeats=args.repeats)
         rows.append({'segments': size, 'points': int(sum(len(g[0]) for g in group)),
                      'points_batched': len(first), 'corners': len(batch[2]),
-                     'separate_s': t_sep, 'batched_s': t_all, 'speedup': t_sep / t_all})
+                     'separate_s': t_sep, 'batched_s': t_all, 'speedup': t_sep / t_all,
+                     'exact_max_speedup': t_sep / max(t_sep - (size - 1) * fixed, 1e-9)})
     report('batching', rows, ['segments', 'points', 'points_batched', 'corners', 'separate_s',
-                              'batched_s', 'speedup'],
-           extra={'device': str(device), 'drive': {'seed': args.seed, 'length_m': args.length_m}})
+                              'batched_s', 'speedup', 'exact_max_speedup'],
+           extra={'device': str(device), 'drive': {'seed': args.seed, 'length_m': args.length_m},
+                  'fixed_s': fixed})
+    print(f'fixed cost of a forward pass (256 points and corners): {fixed * 1000:.1f} ms')
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ range capped (`ingest.max_range_m`, default 30 m).
 Scans are fed one at a time to the Reconstructor as `noksr reconstruct` does (integrate, then
 `update(max_segments=1_000_000)` every `--update-every` scans, offline scheduling: debounce 1 s,
 no max_wait), with a temporary segment store and `mapping.keep_radius_m` (default 60 m). Every
-`--sample-every-m` metres travelled the process RSS (/proc/self/statm), its peak so far
+`--sample-every-m` metres travelled the process RSS (VmRSS), its peak so far
 (VmHWM) and the segments in memory / in the store are recorded; `finish()` ends the drive.
 
 `--allocator default`: glibc malloc as it comes, under which freed network buffers fragment the

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 
 from noksr_ros.process_memory import rss_mb
@@ -92,7 +93,7 @@ def process_memory() -> dict[str, float]:
     """
     out: dict[str, float] = {}
     rss = rss_mb()
-    if rss == rss:  # not NaN: /proc exists (Linux)
+    if not math.isnan(rss):  # /proc exists (Linux)
         out['rss_mb'] = round(rss, 1)
     libc = _libc()
     if libc is not None and hasattr(libc, 'mallinfo2'):

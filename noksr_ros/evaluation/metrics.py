@@ -33,6 +33,8 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
+from noksr_ros import kdtree_query
+
 # RaycastingScene.compute_distance on at most this many points per call bounds temporaries.
 _QUERY_CHUNK = 1 << 20
 
@@ -133,7 +135,7 @@ def crop_to_observed(points: np.ndarray, observed_points: np.ndarray | cKDTree,
         raise ValueError(f'crop distance must be > 0 m, got {crop_m}')
     if tree.n == 0 or len(pts) == 0:
         return np.zeros(len(pts), dtype=bool)
-    dist, _ = tree.query(pts, k=1, distance_upper_bound=crop_m, workers=-1)
+    dist, _ = kdtree_query.query(tree, pts, k=1, distance_upper_bound=crop_m)
     return np.isfinite(dist)
 
 
@@ -224,6 +226,6 @@ def _p2p_scores(pred_pts: np.ndarray, gt_pts: np.ndarray) -> dict[str, float]:
     if len(pred_pts) == 0:
         return {'accuracy_p2p': float('nan'), 'completeness_p2p': float('inf'),
                 'chamfer_l1_p2p': float('inf')}
-    acc = float(cKDTree(gt_pts).query(pred_pts, k=1, workers=-1)[0].mean())
-    comp = float(cKDTree(pred_pts).query(gt_pts, k=1, workers=-1)[0].mean())
+    acc = float(kdtree_query.query(cKDTree(gt_pts), pred_pts, k=1)[0].mean())
+    comp = float(kdtree_query.query(cKDTree(pred_pts), gt_pts, k=1)[0].mean())
     return {'accuracy_p2p': acc, 'completeness_p2p': comp, 'chamfer_l1_p2p': 0.5 * (acc + comp)}

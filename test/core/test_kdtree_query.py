@@ -1,4 +1,4 @@
-"""kdtree_query.query: the one-thread retry gives the same answer and keeps other errors."""
+"""kdtree_query.query: scipy's answer, and a failing worker never yields uninitialised results."""
 
 import numpy as np
 import pytest
@@ -7,22 +7,48 @@ from scipy.spatial import cKDTree
 from noksr_ros import kdtree_query
 
 
-class _NoThreadsTree(cKDTree):
-    """A real tree whose multi-threaded queries fail the way a memory-capped process does."""
-
-    def query(self, x, k=1, *args, workers=1, **kwargs):
-        if workers != 1:
-            raise RuntimeError("can't start new thread")
-        return super().query(x, k, *args, workers=workers, **kwargs)
+def _cloud(n=20_000, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3)), rng.normal(size=(n // 2, 3))
 
 
-def test_one_thread_retry_matches_the_threaded_query():
-    rng = np.random.default_rng(0)
-    pts, q = rng.normal(size=(2000, 3)), rng.normal(size=(300, 3))
-    want_d, want_i = cKDTree(pts).query(q, k=5, workers=-1)
-    got_d, got_i = kdtree_query.query(_NoThreadsTree(pts), q, k=5)
+@pytest.mark.parametrize('kwargs', [{'k': 5}, {'k': 1, 'distance_upper_bound': 0.05},
+                                    {'k': 8, 'distance_upper_bound': 0.1}])
+def test_split_query_matches_scipys_single_threaded_query(kwargs):
+    pts, q = _cloud()
+    want_d, want_i = cKDTree(pts).query(q, workers=1, **kwargs)
+    got_d, got_i = kdtree_query.query(cKDTree(pts), q, workers=2, **kwargs)
     np.testing.assert_array_equal(got_i, want_i)
     np.testing.assert_array_equal(got_d, want_d)
+
+
+class _WorkerRunsOutOfMemory(cKDTree):
+    """A real tree whose queries on part of the rows fail as under a memory cap (bad_alloc)."""
+
+    full_rows = 0
+
+    def query(self, x, *args, **kwargs):
+        if len(x) < self.full_rows:
+            raise MemoryError('std::bad_alloc')
+        return super().query(x, *args, **kwargs)
+
+
+def test_a_worker_out_of_memory_redoes_the_query_serially():
+    pts, q = _cloud()
+    tree = _WorkerRunsOutOfMemory(pts)
+    tree.full_rows = len(q)
+    got_d, got_i = kdtree_query.query(tree, q, workers=2, k=4)
+    want_d, want_i = cKDTree(pts).query(q, k=4)
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_array_equal(got_d, want_d)
+
+
+def test_a_serial_failure_propagates():
+    pts, q = _cloud()
+    tree = _WorkerRunsOutOfMemory(pts)
+    tree.full_rows = len(q) + 1  # the serial retry fails too
+    with pytest.raises(MemoryError):
+        kdtree_query.query(tree, q, workers=2, k=4)
 
 
 def test_other_runtime_errors_are_not_swallowed():
@@ -30,14 +56,6 @@ def test_other_runtime_errors_are_not_swallowed():
         def query(self, *args, **kwargs):
             raise RuntimeError('some other failure')
 
+    pts, q = _cloud()
     with pytest.raises(RuntimeError, match='other failure'):
-        kdtree_query.query(Broken(np.zeros((3, 3))), np.zeros((1, 3)))
-
-
-def test_a_serial_query_that_fails_is_not_retried():
-    with pytest.raises(RuntimeError, match='new thread'):
-        class Always(cKDTree):
-            def query(self, *args, **kwargs):
-                raise RuntimeError("can't start new thread")
-
-        kdtree_query.query(Always(np.zeros((3, 3))), np.zeros((1, 3)), workers=1)
+        kdtree_query.query(Broken(pts), q, workers=2)

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from noksr_ros.model.neighbours import Neighbours
+from noksr_ros.model.neighbours import Pairs
 
 FUSIONS = ('sum', 'mean', 'concat', 'attention')
 
@@ -61,9 +61,10 @@ class LevelAggregator(nn.Module):
     """
     Per-neighbour [feature, Fourier(rel)] -> hidden, inverse-distance pooled, then a residual MLP.
 
-    The feature half of the first layer is applied once per level cell and gathered, and the
-    residual MLP runs after pooling, once per query: the per-neighbour work is one small matmul on
-    the Fourier encoding, which keeps the decoder affordable on a CPU.
+    The feature half of the first layer is applied once per level cell and gathered, the residual
+    MLP runs after pooling, once per query, and only valid neighbour pairs are computed (masked
+    candidates would get weight 0): the per-neighbour work is one small matmul on the Fourier
+    encoding of the valid pairs, which keeps the decoder affordable on a CPU.
     """
 
     def __init__(self, channels: int, spec: DecoderSpec) -> None:
@@ -75,34 +76,35 @@ class LevelAggregator(nn.Module):
         self.res = nn.Sequential(nn.Linear(spec.hidden, spec.hidden), nn.GELU(),
                                  nn.Linear(spec.hidden, spec.hidden))
 
-    def forward(self, feats: torch.Tensor, level_xyz: torch.Tensor, scale_m: float,
-                query: torch.Tensor, nb: Neighbours) -> torch.Tensor:
+    def cell_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The feature half of the first layer, once per level cell (shared by all queries)."""
+        return self.feat_in(self.proj(feats))
+
+    def forward(self, per_cell: torch.Tensor, level_xyz: torch.Tensor, scale_m: float,
+                query: torch.Tensor, pairs: Pairs) -> torch.Tensor:
         """(Q,hidden) pooled feature; zero for queries without a valid neighbour."""
-        per_cell = self.feat_in(self.proj(feats))
-        rel = (query[:, None, :] - level_xyz[nb.index]) / scale_m
-        h = torch.nn.functional.gelu(per_cell[nb.index] + self.rel_in(fourier(rel, self.freqs)))
-        w = torch.where(nb.mask, 1.0 / (nb.dist + 0.1 * scale_m), torch.zeros_like(nb.dist))
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        pooled = (h * w[..., None]).sum(dim=1)
+        rel = (query[pairs.query] - level_xyz[pairs.row]) / scale_m
+        h = torch.nn.functional.gelu(per_cell[pairs.row] + self.rel_in(fourier(rel, self.freqs)))
+        w = 1.0 / (pairs.dist + 0.1 * scale_m)
+        pooled = pairs.sum(h * w[:, None]) / pairs.sum(w).clamp_min(1e-12)[:, None]
         return pooled + self.res(pooled)
 
 
 def classical_sdf(query: torch.Tensor, xyz: torch.Tensor, normals: torch.Tensor,
-                  nb: Neighbours, sigma_m: float) -> tuple[torch.Tensor, torch.Tensor,
-                                                          torch.Tensor]:
+                  pairs: Pairs, sigma_m: float) -> tuple[torch.Tensor, torch.Tensor,
+                                                         torch.Tensor]:
     """
     Signed point-to-plane distance (positive inside, against the normal) and nearest distance.
 
     Returns (sdf (Q,), udf (Q,), support (Q,) = sum of Gaussian weights). Queries without a valid
     neighbour get sdf 0 and udf = +inf clamped by the caller.
     """
-    diff = xyz[nb.index] - query[:, None, :]
-    plane = (diff * normals[nb.index]).sum(-1)
-    w = torch.where(nb.mask, torch.exp(-(nb.dist / sigma_m) ** 2), torch.zeros_like(nb.dist))
-    support = w.sum(1)
-    sdf = (plane * w).sum(1) / support.clamp_min(1e-12)
-    udf = nb.dist.min(dim=1).values if nb.dist.shape[1] else query.new_full(
-        (query.shape[0],), float('inf'))
+    plane = ((xyz[pairs.row] - query[pairs.query]) * normals[pairs.row]).sum(-1)
+    w = torch.exp(-(pairs.dist / sigma_m) ** 2)
+    support = pairs.sum(w)
+    sdf = pairs.sum(plane * w) / support.clamp_min(1e-12)
+    udf = query.new_full((pairs.count,), float('inf')).scatter_reduce_(
+        0, pairs.query, pairs.dist, 'amin')
     return sdf, udf, support
 
 

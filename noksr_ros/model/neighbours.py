@@ -32,6 +32,27 @@ class Neighbours:
     mask: torch.Tensor
     dist: torch.Tensor
 
+    def pairs(self) -> Pairs:
+        """The valid (query, row) pairs only: most candidates are masked (about 60 % here)."""
+        query, slot = self.mask.nonzero(as_tuple=True)
+        return Pairs(query, self.index[query, slot], self.dist[query, slot],
+                     self.mask.shape[0])
+
+
+@dataclass
+class Pairs:
+    """Valid neighbour pairs, flat and sorted by query: work per pair, pooled per query."""
+
+    query: torch.Tensor
+    row: torch.Tensor
+    dist: torch.Tensor
+    count: int
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-query sum of per-pair `values` (P,...) -> (count,...); 0 without pairs."""
+        out = values.new_zeros((self.count,) + tuple(values.shape[1:]))
+        return out.index_add_(0, self.query, values)
+
 
 def _finish(level: Level, query: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor,
             radius_m: float) -> Neighbours:

@@ -118,14 +118,15 @@ class NoksrModel(nn.Module):
         return serialization_neighbours(level, query, self.spec.search_curves,
                                         self.spec.windows[i], radius)
 
-    def _decode_chunk(self, enc: Encoded, query: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _decode_chunk(self, enc: Encoded, per_cell: list[torch.Tensor], query: torch.Tensor
+                      ) -> tuple[torch.Tensor, ...]:
         per_level = []
         prior_sdf = query.new_zeros(query.shape[0])
         prior_udf = query.new_full((query.shape[0],), float('inf'))
         support = query.new_zeros(query.shape[0])
-        for i, (level, feats, agg) in enumerate(zip(enc.levels, enc.feats,
+        for i, (level, cells, agg) in enumerate(zip(enc.levels, per_cell,
                                                     self.decoder.levels)):
-            nb = self._neighbours(level, i, query)
+            nb = self._neighbours(level, i, query).pairs()
             sdf_i, udf_i, sup_i = classical_sdf(query, level.xyz, enc.normals[i], nb,
                                                 self.spec.prior_sigma_m * 2 ** i)
             # The finest level with support defines the prior; coarser ones fill far queries.
@@ -133,7 +134,7 @@ class NoksrModel(nn.Module):
             prior_sdf = torch.where(take, sdf_i, prior_sdf)
             support = torch.where(take, sup_i, support)
             prior_udf = torch.minimum(prior_udf, udf_i)
-            per_level.append(agg(feats, level.xyz, level.grid_m, query, nb))
+            per_level.append(agg(cells, level.xyz, level.grid_m, query, nb))
         fused = self.decoder.fuse(per_level)
         return self.decoder(fused, prior_sdf, prior_udf, support, clamp_m=self.spec.clamp_m)
 
@@ -147,9 +148,10 @@ class NoksrModel(nn.Module):
         """
         local = queries - enc.origin
         chunk = chunk or self.spec.query_chunk
+        per_cell = [agg.cell_features(f) for agg, f in zip(self.decoder.levels, enc.feats)]
         sdfs, udfs = [], []
         for start in range(0, local.shape[0], chunk):
-            sdf, udf = self._decode_chunk(enc, local[start:start + chunk])
+            sdf, udf = self._decode_chunk(enc, per_cell, local[start:start + chunk])
             sdfs.append(sdf)
             udfs.append(udf)
         if not sdfs:

@@ -7,9 +7,14 @@ import torch
 from noksr_ros.errors import CheckpointError
 from noksr_ros.model.backbone import BackboneSpec
 from noksr_ros.model.checkpoint import SHIPPED, load_model, read_checkpoint, save_checkpoint
-from noksr_ros.model.decoder import DecoderSpec, fourier
+from noksr_ros.model.decoder import DecoderSpec, LevelAggregator, classical_sdf, fourier
 from noksr_ros.model.levels import build_pyramid
-from noksr_ros.model.neighbours import knn_neighbours, recall, serialization_neighbours
+from noksr_ros.model.neighbours import (
+    Neighbours,
+    knn_neighbours,
+    recall,
+    serialization_neighbours,
+)
 from noksr_ros.model.noksr import ModelSpec, NoksrModel
 from noksr_ros.model.sparse import CellIndex, SparseConv, neighbour_map
 
@@ -76,6 +81,36 @@ def test_neighbours_of_queries_outside_the_level_never_wrap():
     q = torch.tensor([[0.0, 0.0, 0.0], [1e5, 1e5, 1e5]])
     found = serialization_neighbours(levels[0], q, ('z',), 8, 0.2)
     assert not found.mask.any()
+
+
+def test_masked_candidates_change_nothing_and_isolated_queries_get_nothing():
+    """The decoder works on valid pairs only: extra masked candidates must not matter."""
+    torch.manual_seed(1)
+    pts, nrm = sphere(3000)
+    levels, _ = build_pyramid(pts, 0.05, 1)
+    level = levels[0]
+    q = torch.cat([pts[:300] + 0.02, torch.tensor([[50.0, 50.0, 50.0]])])
+    exact = knn_neighbours(level, q, 6, 0.2)
+    junk = torch.randint(0, level.size, exact.index.shape)
+    padded = Neighbours(torch.cat([exact.index, junk], 1),
+                        torch.cat([exact.mask, torch.zeros_like(exact.mask)], 1),
+                        torch.cat([exact.dist, torch.full(exact.dist.shape, float('inf'))], 1))
+    pairs, padded_pairs = exact.pairs(), padded.pairs()
+    assert len(pairs.row) == int(exact.mask.sum()) and torch.equal(pairs.row, padded_pairs.row)
+    normals = torch.nn.functional.normalize(torch.randn(level.size, 3), dim=1)
+    agg = LevelAggregator(5, DecoderSpec())
+    per_cell = agg.cell_features(torch.randn(level.size, 5))
+    with torch.no_grad():
+        a = agg(per_cell, level.xyz, 0.05, q, pairs)
+        b = agg(per_cell, level.xyz, 0.05, q, padded_pairs)
+    assert torch.equal(a, b)
+    sdf, udf, support = classical_sdf(q, level.xyz, normals, pairs, 0.05)
+    assert torch.equal(udf[:-1], exact.dist[:-1].min(1).values)
+    assert torch.isinf(udf[-1]) and support[-1] == 0 and sdf[-1] == 0
+    # The pooled feature of the far query is the residual MLP of zero, not NaN.
+    with torch.no_grad():
+        res_of_zero = agg.res(torch.zeros(1, DecoderSpec().hidden))[0]
+    assert torch.isfinite(a).all() and torch.allclose(a[-1], res_of_zero, atol=1e-6)
 
 
 def test_untrained_model_is_the_classical_estimate_and_accurate_on_a_sphere():

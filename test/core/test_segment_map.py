@@ -290,3 +290,25 @@ def test_mapping_does_not_import_torch():
 
 
 # --- eviction, the store and restarts -----------------------------------------------------------
+
+
+def test_halo_segments_match_brute_force_near_and_beyond_the_packed_range():
+    """Every segment whose cube grown by the halo holds a point, and no other, at any offset."""
+    from noksr_ros.segment_grid import halo_segments
+
+    rng = np.random.default_rng(3)
+    size, halo = 12.8, 1.0
+    pts = rng.uniform(-40.0, 40.0, (3000, 3))
+    for shift_segments in (0, 3_000_000):   # the second is beyond the packed key range
+        shifted = pts + shift_segments * size
+        found = {tuple(r) for r in halo_segments(shifted, size, halo).tolist()}
+        lo = np.floor((shifted - halo) / size).astype(np.int64)
+        hi = np.floor((shifted + halo) / size).astype(np.int64)
+        truth = set()
+        for a, b in zip(lo, hi):
+            for i in range(a[0], b[0] + 1):
+                for j in range(a[1], b[1] + 1):
+                    for k in range(a[2], b[2] + 1):
+                        truth.add((i, j, k))
+        assert found == truth
+        assert len(found) > 100

@@ -40,7 +40,8 @@ def _segment_inputs(rec: Reconstructor, key: int) -> tuple[np.ndarray, ...]:
     halo_p, halo_n = rec.map.gather_halo(key, rec.halo_m)
     points = np.concatenate([seg.points, halo_p])
     normals = refine_normals(points, np.concatenate([seg.normals, halo_n]),
-                             rec.config.normals.segment_knn)
+                             rec.config.normals.segment_knn,
+                             share_cell_m=rec.config.normals.segment_cell_m)
     lo, hi = corner_box(seg.ijk, rec.seg_vox)
     voxel = rec.config.meshing.voxel_size_m
     corners = owned(active_corners(points, voxel, rec.config.meshing.dilation_voxels), lo, hi)

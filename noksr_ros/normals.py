@@ -100,7 +100,7 @@ def estimate_normals_scan(points_sensor: np.ndarray, knn: int = 24,
 
 
 def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
-                   workers: int = -1) -> np.ndarray:
+                   workers: int = -1, share_cell_m: float = 0.0) -> np.ndarray:
     """
     Re-estimate (N,3) unit normals by kNN PCA over accumulated points, keeping each one's side.
 
@@ -108,7 +108,8 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
     collinear neighbours and tilt badly; the points of several scans together constrain the plane.
     Each new normal is flipped to the side of the given (sensor-facing) normal; where the
     accumulated neighbourhood is degenerate too, the given normal is kept. `knn` 0 returns the
-    normals unchanged. Returns (N,3) float32.
+    normals unchanged. With `share_cell_m` > 0 one PCA per cube cell of that edge (cells counted
+    from the points' minimum; the PCA at the cell's first point) serves all its points, each still flipped to its own side. Returns (N,3) float32.
     """
     nrm = np.asarray(normals, np.float32)
     pts = _check_points(points)
@@ -117,10 +118,27 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
     if knn == 0 or len(pts) < 3:
         return nrm
     _check_params(knn, 90.0, None, 'closed_form')
-    valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
+    if share_cell_m > 0.0:
+        first, inverse = _cell_representatives(pts, share_cell_m)
+        valid, new = _pca_normals(pts, knn, workers, None, 'closed_form', at=first)
+        valid, new = valid[first][inverse], new[first][inverse]
+    else:
+        valid, new = _pca_normals(pts, knn, workers, None, 'closed_form')
     flip = np.einsum('ij,ij->i', new, nrm) < 0.0
     new[flip] *= -1.0
     return np.where(valid[:, None], new, nrm).astype(np.float32)
+
+
+def _cell_representatives(pts: np.ndarray, cell_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted first row of each occupied cell, (N,) index of each point's cell in that list)."""
+    cells = np.floor((pts - pts.min(axis=0)) / cell_m).astype(np.int64)
+    dims = cells.max(axis=0) + 1
+    keys = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse]
 
 
 def _check_points(points: np.ndarray) -> np.ndarray:
@@ -154,8 +172,13 @@ def _check_params(knn: int, max_incidence_deg: float, max_neighbor_dist_m: float
 
 
 def _pca_normals(pts: np.ndarray, knn: int, workers: int, max_dist_m: float | None,
-                 solver: str) -> tuple[np.ndarray, np.ndarray]:
-    """Unoriented PCA normals of finite (N,3) points: ((N,) bool valid, (N,3) float32 normals)."""
+                 solver: str, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Unoriented PCA normals of finite (N,3) points: ((N,) bool valid, (N,3) float32 normals).
+
+    `at` (sorted row indices) limits the work to those points (the neighbours still come from
+    all); the other rows are returned invalid.
+    """
     n = len(pts)
     k = min(int(knn), n)
     # float32 relative to the cloud's centre: exact enough at any distance from the frame origin.
@@ -163,11 +186,15 @@ def _pca_normals(pts: np.ndarray, knn: int, workers: int, max_dist_m: float | No
     tree = cKDTree(local, leafsize=16, balanced_tree=False, compact_nodes=False)
     # Querying in the tree's leaf order keeps neighbouring queries on the same tree nodes.
     order = tree.indices
+    if at is not None:
+        wanted = np.zeros(n, dtype=bool)
+        wanted[at] = True
+        order = order[wanted[order]]
     coords = [np.ascontiguousarray(local[:, axis]) for axis in range(3)]
     valid = np.zeros(n, dtype=bool)
     normals = np.zeros((n, 3), dtype=np.float32)
     upper = np.inf if max_dist_m is None else float(max_dist_m)
-    for start in range(0, n, _CHUNK_POINTS):
+    for start in range(0, len(order), _CHUNK_POINTS):
         rows = order[start:start + _CHUNK_POINTS]
         dist, idx = kdtree_query.query(tree, local[rows], workers, k=k,
                                        distance_upper_bound=upper)

@@ -91,7 +91,8 @@ class Reconstructor:
         mesh = self.config.meshing
         return SegmentMesher(self.map, self.seg_vox, mesh.voxel_size_m, mesh.udf_trim_m,
                              mesh.trim_source, mesh.dilation_voxels,
-                             self.config.normals.segment_knn)
+                             self.config.normals.segment_knn,
+                             self.config.normals.segment_cell_m)
 
     def _start_map(self, first_pose: np.ndarray) -> None:
         """Create the map with its origin at the first sensor position."""

@@ -52,9 +52,9 @@ class SegmentMesher:
 
     def __init__(self, segment_map: SegmentMap, seg_vox: int, voxel_size_m: float,
                  udf_trim_m: float, trim_source: str = 'points', dilation_voxels: int = 2,
-                 normals_knn: int = 0) -> None:
+                 normals_knn: int = 0, normals_cell_m: float = 0.0) -> None:
         self.map, self.seg_vox = segment_map, seg_vox
-        self.normals_knn = normals_knn
+        self.normals_knn, self.normals_cell_m = normals_knn, normals_cell_m
         self.voxel_size_m, self.udf_trim_m = voxel_size_m, udf_trim_m
         self.trim_field = 'dist' if trim_source == 'points' else 'udf'
         self.dilation_voxels = dilation_voxels
@@ -69,7 +69,7 @@ class SegmentMesher:
         halo_pts, halo_nrm = self.map.gather_halo(key, halo_m)
         points = np.concatenate([seg.points, halo_pts])
         normals = refine_normals(points, np.concatenate([seg.normals, halo_nrm]),
-                                 self.normals_knn)
+                                 self.normals_knn, share_cell_m=self.normals_cell_m)
         lo, hi = corner_box(seg.ijk, self.seg_vox)
         corners = owned(active_corners(points, self.voxel_size_m, self.dilation_voxels), lo, hi)
         sdf, udf = evaluate(points, normals, corners, self.voxel_size_m)

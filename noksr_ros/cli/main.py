@@ -87,7 +87,8 @@ def train(
         scenes = [load_training_scene(d, cfg) for d in drives]
         meta = {'command': ' '.join(['noksr'] + sys.argv[1:]),
                 'drives': [str(d) for d in drives], 'preset': preset}
-        crop = CropSpec(normals_knn=cfg.normals.segment_knn)  # the Reconstructor's input
+        crop = CropSpec(normals_knn=cfg.normals.segment_knn,  # the Reconstructor's input
+                        normals_cell_m=cfg.normals.segment_cell_m)
         trainer = Trainer(scenes, model_preset(preset), TrainSpec(steps=steps, lr=lr, seed=seed),
                           out, crop=crop, device=torch.device(device), meta=meta)
     except (NoksrError, ValueError, OSError) as exc:

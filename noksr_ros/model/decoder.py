@@ -80,30 +80,28 @@ class LevelAggregator(nn.Module):
         """The feature half of the first layer, once per level cell (shared by all queries)."""
         return self.feat_in(self.proj(feats))
 
-    def forward(self, per_cell: torch.Tensor, level_xyz: torch.Tensor, scale_m: float,
-                query: torch.Tensor, pairs: Pairs) -> torch.Tensor:
+    def forward(self, per_cell: torch.Tensor, scale_m: float, pairs: Pairs) -> torch.Tensor:
         """(Q,hidden) pooled feature; zero for queries without a valid neighbour."""
-        rel = (query[pairs.query] - level_xyz[pairs.row]) / scale_m
+        rel = -pairs.offset / scale_m  # query relative to the neighbour
         h = torch.nn.functional.gelu(per_cell[pairs.row] + self.rel_in(fourier(rel, self.freqs)))
         w = 1.0 / (pairs.dist + 0.1 * scale_m)
         pooled = pairs.sum(h * w[:, None]) / pairs.sum(w).clamp_min(1e-12)[:, None]
         return pooled + self.res(pooled)
 
 
-def classical_sdf(query: torch.Tensor, xyz: torch.Tensor, normals: torch.Tensor,
-                  pairs: Pairs, sigma_m: float) -> tuple[torch.Tensor, torch.Tensor,
-                                                         torch.Tensor]:
+def classical_sdf(normals: torch.Tensor, pairs: Pairs, sigma_m: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     Signed point-to-plane distance (positive inside, against the normal) and nearest distance.
 
     Returns (sdf (Q,), udf (Q,), support (Q,) = sum of Gaussian weights). Queries without a valid
     neighbour get sdf 0 and udf = +inf clamped by the caller.
     """
-    plane = ((xyz[pairs.row] - query[pairs.query]) * normals[pairs.row]).sum(-1)
+    plane = (pairs.offset * normals[pairs.row]).sum(-1)
     w = torch.exp(-(pairs.dist / sigma_m) ** 2)
     support = pairs.sum(w)
     sdf = pairs.sum(plane * w) / support.clamp_min(1e-12)
-    udf = query.new_full((pairs.count,), float('inf')).scatter_reduce_(
+    udf = pairs.dist.new_full((pairs.count,), float('inf')).scatter_reduce_(
         0, pairs.query, pairs.dist, 'amin')
     return sdf, udf, support
 

@@ -33,23 +33,26 @@ class Neighbours:
     mask: torch.Tensor
     dist: torch.Tensor
 
-    def pairs(self) -> Pairs:
+    def pairs(self, xyz: torch.Tensor, query: torch.Tensor) -> Pairs:
         """
         The valid (query, row) pairs only: most candidates are masked (about 60 % here).
+
+        `xyz` are the level's cell positions and `query` the queries these neighbours were found
+        for; each pair carries its offset (neighbour - query), which every consumer needs.
 
         The pair count is padded up to one of a few sizes (steps of 2^(1/4)) with neutral pairs
         (query 0, row 0, distance +inf: weight 0, never the nearest). Tensors of ever-changing
         sizes fragment glibc's heap (measured: +270 MB RSS over one drive); repeated sizes reuse
         the freed blocks.
         """
-        query, slot = self.mask.nonzero(as_tuple=True)
-        row, dist = self.index[query, slot], self.dist[query, slot]
-        pad = _padded_size(len(query)) - len(query)
+        qi, slot = self.mask.nonzero(as_tuple=True)
+        row, dist = self.index[qi, slot], self.dist[qi, slot]
+        pad = _padded_size(len(qi)) - len(qi)
         if pad:
-            zeros = query.new_zeros(pad)
-            query, row = torch.cat([query, zeros]), torch.cat([row, zeros])
+            zeros = qi.new_zeros(pad)
+            qi, row = torch.cat([qi, zeros]), torch.cat([row, zeros])
             dist = torch.cat([dist, dist.new_full((pad,), float('inf'))])
-        return Pairs(query, row, dist, self.mask.shape[0])
+        return Pairs(qi, row, dist, self.mask.shape[0], xyz[row] - query[qi])
 
 
 def _padded_size(n: int) -> int:
@@ -69,6 +72,7 @@ class Pairs:
     row: torch.Tensor
     dist: torch.Tensor
     count: int
+    offset: torch.Tensor  # (P,3) neighbour position - query position
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-query sum of per-pair `values` (P,...) -> (count,...); 0 without pairs."""

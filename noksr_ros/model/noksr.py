@@ -126,15 +126,15 @@ class NoksrModel(nn.Module):
         support = query.new_zeros(query.shape[0])
         for i, (level, cells, agg) in enumerate(zip(enc.levels, per_cell,
                                                     self.decoder.levels)):
-            nb = self._neighbours(level, i, query).pairs()
-            sdf_i, udf_i, sup_i = classical_sdf(query, level.xyz, enc.normals[i], nb,
+            nb = self._neighbours(level, i, query).pairs(level.xyz, query)
+            sdf_i, udf_i, sup_i = classical_sdf(enc.normals[i], nb,
                                                 self.spec.prior_sigma_m * 2 ** i)
             # The finest level with support defines the prior; coarser ones fill far queries.
             take = (support < 1e-3) & (sup_i >= 1e-3)
             prior_sdf = torch.where(take, sdf_i, prior_sdf)
             support = torch.where(take, sup_i, support)
             prior_udf = torch.minimum(prior_udf, udf_i)
-            per_level.append(agg(cells, level.xyz, level.grid_m, query, nb))
+            per_level.append(agg(cells, level.grid_m, nb))
         fused = self.decoder.fuse(per_level)
         return self.decoder(fused, prior_sdf, prior_udf, support, clamp_m=self.spec.clamp_m)
 

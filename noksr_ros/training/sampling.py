@@ -30,6 +30,7 @@ class CropSpec:
     jitter_m: float = 0.05
     band_m: float = 0.3
     normals_knn: int = 24  # normals re-estimated over the crop: config normals.segment_knn
+    normals_cell_m: float = 0.05  # ... shared per cell: config normals.segment_cell_m
 
 
 @dataclass
@@ -94,7 +95,8 @@ class TrainingScene:
         if len(idx) > spec.max_points:
             idx = rng.choice(idx, spec.max_points, replace=False)
         points = self.points[idx]
-        normals = refine_normals(points, self.normals[idx], spec.normals_knn)
+        normals = refine_normals(points, self.normals[idx], spec.normals_knn,
+                                 share_cell_m=spec.normals_cell_m)
         surf, surf_n = self.gt_surface_samples(centre, half, spec.near_queries, rng)
         if len(surf) < 50:
             return None

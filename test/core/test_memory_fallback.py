@@ -82,17 +82,19 @@ pose = Trajectory(town.route, speed_mps=8.0).pose_at(0.0) @ spec.t_base_sensor()
 scan = sim.scan(pose, np.random.default_rng(0)).points
 cfg = NoksrConfig().with_overrides({'mapping.segment_size_m': 3.2, 'ingest.max_range_m': 10.0,
                                     'reconstruct.debounce_s': 0.0})
+# Chunks of every corner of a segment at once: a forward pass then needs far more than the cap.
+model.spec = replace(model.spec, query_chunk=1 << 20)
+rec = Reconstructor(cfg, model)
+rec.integrate(1.0, scan, pose)
+pending = len(rec.pending(force=True))
+cap(10)  # before the uncapped reference run, whose freed heap would serve the capped one
+result = rec.finish()
+uncap()
+v, f = rec.full_mesh()
 ref = Reconstructor(cfg, model)
 ref.integrate(1.0, scan, pose)
 ref.finish()
 ref_v, ref_f = ref.full_mesh()
-rec = Reconstructor(cfg, model)
-rec.integrate(1.0, scan, pose)
-pending = len(rec.pending(force=True))
-cap(10)
-result = rec.finish()
-uncap()
-v, f = rec.full_mesh()
 d = np.concatenate([cKDTree(ref_v).query(v)[0], cKDTree(v).query(ref_v)[0]])
 print(json.dumps({'pending_before': pending, 'reconstructed': len(result.reconstructed),
                   'failed': len(result.failed), 'pending_after': len(rec.pending(force=True)),

@@ -95,7 +95,7 @@ def test_masked_candidates_change_nothing_and_isolated_queries_get_nothing():
     padded = Neighbours(torch.cat([exact.index, junk], 1),
                         torch.cat([exact.mask, torch.zeros_like(exact.mask)], 1),
                         torch.cat([exact.dist, torch.full(exact.dist.shape, float('inf'))], 1))
-    pairs, padded_pairs = exact.pairs(), padded.pairs()
+    pairs, padded_pairs = exact.pairs(level.xyz, q), padded.pairs(level.xyz, q)
     valid = int(exact.mask.sum())
     assert torch.equal(pairs.row, padded_pairs.row) and len(pairs.row) >= valid
     assert torch.isfinite(pairs.dist[:valid]).all() and torch.isinf(pairs.dist[valid:]).all()
@@ -103,10 +103,10 @@ def test_masked_candidates_change_nothing_and_isolated_queries_get_nothing():
     agg = LevelAggregator(5, DecoderSpec())
     per_cell = agg.cell_features(torch.randn(level.size, 5))
     with torch.no_grad():
-        a = agg(per_cell, level.xyz, 0.05, q, pairs)
-        b = agg(per_cell, level.xyz, 0.05, q, padded_pairs)
+        a = agg(per_cell, 0.05, pairs)
+        b = agg(per_cell, 0.05, padded_pairs)
     assert torch.equal(a, b)
-    sdf, udf, support = classical_sdf(q, level.xyz, normals, pairs, 0.05)
+    sdf, udf, support = classical_sdf(normals, pairs, 0.05)
     assert torch.equal(udf[:-1], exact.dist[:-1].min(1).values)
     assert torch.isinf(udf[-1]) and support[-1] == 0 and sdf[-1] == 0
     # The pooled feature of the far query is the residual MLP of zero, not NaN.

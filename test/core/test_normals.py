@@ -194,6 +194,31 @@ def test_refined_normals_fix_the_tilt_of_sparse_scan_lines():
     assert np.allclose(np.linalg.norm(refined, axis=1), 1.0, atol=1e-5)
 
 
+def test_shared_cell_normals_are_one_pca_per_cell_on_each_points_side():
+    rng = np.random.default_rng(5)
+    # A gently curved surface (z = 0.05 x^2) sampled densely, normals pointing up or (every
+    # third point) down, as two sensors on either side would give.
+    xy = rng.uniform(0.0, 4.0, (6000, 2))
+    points = np.column_stack([xy, 0.05 * xy[:, 0] ** 2]).astype(np.float32)
+    true = np.column_stack([-0.1 * xy[:, 0], np.zeros(len(xy)), np.ones(len(xy))])
+    true /= np.linalg.norm(true, axis=1, keepdims=True)
+    side = np.where(np.arange(len(xy)) % 3 == 0, -1.0, 1.0)[:, None]
+    given = (true * side).astype(np.float32)
+    each = refine_normals(points, given, knn=16)
+    shared = refine_normals(points, given, knn=16, share_cell_m=0.25)
+    assert np.all(np.einsum('ij,ij->i', shared, given) > 0.0)        # own side kept
+    cells = np.floor((points - points.min(axis=0)) / 0.25).astype(int)  # cubes from the minimum
+    _, cell_of = np.unique(cells, axis=0, return_inverse=True)
+    unsigned = shared * side.astype(np.float32)
+    for c in range(3):  # every point of a cell carries the same PCA normal
+        members = unsigned[cell_of.ravel() == c]
+        assert np.allclose(members, members[0], atol=1e-6) and len(members) > 3
+    def rowwise_deg(a, b):
+        return np.degrees(np.arccos(np.clip(np.einsum('ij,ij->i', a, b), -1.0, 1.0)))
+    assert np.percentile(rowwise_deg(each * side, true), 95) < 2.0
+    assert np.percentile(rowwise_deg(unsigned, true), 95) < 3.0      # cells 0.25 m, curvature
+
+
 def test_refine_keeps_the_given_normals_where_it_cannot_do_better():
     rng = np.random.default_rng(4)
     line = np.stack([np.arange(0.0, 3.0, 0.1), np.zeros(30), np.zeros(30)], axis=1)

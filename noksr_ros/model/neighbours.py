@@ -97,22 +97,52 @@ def _drop_repeats(rows: torch.Tensor, valid: torch.Tensor, prev_rows: list[torch
     return valid
 
 
+# Curves whose code of a cell twice as large is the code shifted right by 3 bits.
+MORTON_CURVES = ('z', 'z-trans')
+
+
+def query_codes(query: torch.Tensor, grid_m: float, curves: tuple[str, ...]
+                ) -> dict[str, torch.Tensor]:
+    """Codes along each curve of the cells of `grid_m` holding `query` (Q,3) local-frame points."""
+    cells = torch.floor(query / grid_m).long().clamp(0, _MAX_CELL)
+    return {curve: encode(cells, curve, CODE_BITS, validate=False) for curve in curves}
+
+
+def coarser_codes(codes: dict[str, torch.Tensor], levels_up: int) -> dict[str, torch.Tensor]:
+    """
+    The Morton-family codes of `codes` for cells 2**levels_up times larger: a right shift.
+
+    Exact: floor(q / (2g)) == floor(floor(q / g) / 2) in float arithmetic (scaling by two is
+    exact); only queries beyond the code range (no neighbours anyway) could differ. Other curves
+    are left out and encoded by the caller.
+    """
+    return {c: v >> (3 * levels_up) for c, v in codes.items() if c in MORTON_CURVES}
+
+
 def serialization_neighbours(level: Level, query: torch.Tensor, curves: tuple[str, ...],
-                             window: int, radius_m: float) -> Neighbours:
-    """Up to `window * len(curves)` neighbours of `query` (Q,3) local-frame points in `level`."""
+                             window: int, radius_m: float,
+                             codes: dict[str, torch.Tensor] | None = None) -> Neighbours:
+    """
+    Up to `window * len(curves)` neighbours of `query` (Q,3) local-frame points in `level`.
+
+    `codes` may hold the queries' codes at this level for some curves (see `coarser_codes`).
+    """
     if window < 1 or not curves:
         raise ValueError('window must be >= 1 and curves non-empty')
     q_count = query.shape[0]
     if level.size == 0 or q_count == 0:
         empty = torch.zeros(q_count, 0, dtype=torch.long, device=query.device)
         return Neighbours(empty, empty.bool(), empty.to(query.dtype))
-    cells = torch.floor(query / level.grid_m).long().clamp(0, _MAX_CELL)
+    missing = tuple(c for c in curves if codes is None or c not in codes)
+    codes = dict(codes or {})
+    if missing:
+        codes.update(query_codes(query, level.grid_m, missing))
     half = window // 2
     offsets = torch.arange(-half, window - half, device=query.device)
     all_rows, all_valid = [], []
     for curve in curves:
         perm, sorted_codes = level.order(curve)
-        pos = torch.searchsorted(sorted_codes, encode(cells, curve, CODE_BITS))
+        pos = torch.searchsorted(sorted_codes, codes[curve])
         cand = pos[:, None] + offsets[None]
         valid = (cand >= 0) & (cand < level.size)
         rows = perm[cand.clamp(0, level.size - 1)]

@@ -18,7 +18,14 @@ from torch import nn
 from noksr_ros.model.backbone import Backbone, BackboneSpec
 from noksr_ros.model.decoder import Decoder, DecoderSpec, classical_sdf
 from noksr_ros.model.levels import Level, build_pyramid
-from noksr_ros.model.neighbours import Neighbours, knn_neighbours, serialization_neighbours
+from noksr_ros.model.neighbours import (
+    MORTON_CURVES,
+    Neighbours,
+    coarser_codes,
+    knn_neighbours,
+    query_codes,
+    serialization_neighbours,
+)
 
 
 @dataclass(frozen=True)
@@ -111,12 +118,14 @@ class NoksrModel(nn.Module):
         feats = self.backbone(levels, feats0)
         return Encoded(origin, levels, feats, _pooled_normals(levels, normals0))
 
-    def _neighbours(self, level: Level, i: int, query: torch.Tensor) -> Neighbours:
+    def _neighbours(self, level: Level, i: int, query: torch.Tensor,
+                    fine_codes: dict[str, torch.Tensor]) -> Neighbours:
         radius = self.spec.radius_cells * level.grid_m
         if self.spec.neighbour_mode == 'knn':
             return knn_neighbours(level, query, self.spec.knn_k, radius)
         return serialization_neighbours(level, query, self.spec.search_curves,
-                                        self.spec.windows[i], radius)
+                                        self.spec.windows[i], radius,
+                                        coarser_codes(fine_codes, i))
 
     def _decode_chunk(self, enc: Encoded, per_cell: list[torch.Tensor], query: torch.Tensor
                       ) -> tuple[torch.Tensor, ...]:
@@ -124,9 +133,12 @@ class NoksrModel(nn.Module):
         prior_sdf = query.new_zeros(query.shape[0])
         prior_udf = query.new_full((query.shape[0],), float('inf'))
         support = query.new_zeros(query.shape[0])
+        # Level i's Morton codes are level 0's shifted (levels double their cells): encode once.
+        morton = tuple(c for c in self.spec.search_curves if c in MORTON_CURVES)
+        fine_codes = query_codes(query, enc.levels[0].grid_m, morton) if morton else {}
         for i, (level, cells, agg) in enumerate(zip(enc.levels, per_cell,
                                                     self.decoder.levels)):
-            nb = self._neighbours(level, i, query).pairs(level.xyz, query)
+            nb = self._neighbours(level, i, query, fine_codes).pairs(level.xyz, query)
             sdf_i, udf_i, sup_i = classical_sdf(enc.normals[i], nb,
                                                 self.spec.prior_sigma_m * 2 ** i)
             # The finest level with support defines the prior; coarser ones fill far queries.

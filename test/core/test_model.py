@@ -11,7 +11,9 @@ from noksr_ros.model.decoder import DecoderSpec, LevelAggregator, classical_sdf,
 from noksr_ros.model.levels import build_pyramid
 from noksr_ros.model.neighbours import (
     Neighbours,
+    coarser_codes,
     knn_neighbours,
+    query_codes,
     recall,
     serialization_neighbours,
 )
@@ -73,6 +75,25 @@ def test_serialization_neighbours_are_valid_rows_within_radius_and_recall_is_use
     exact = knn_neighbours(levels[0], q, 8, 0.15)
     assert 0.3 < recall(found, exact) <= 1.0
     assert recall(exact, exact) == 1.0
+
+
+def test_coarser_level_codes_by_shifting_find_the_same_neighbours():
+    pts, _ = sphere(20000)
+    levels, _ = build_pyramid(pts, 0.05, 4)
+    g = torch.Generator().manual_seed(2)
+    q = torch.cat([pts[:3000] + 0.1 * torch.randn(3000, 3, generator=g),
+                   torch.tensor([[0.0, 0.0, 0.0], [1e6, 1e6, 1e6]])])
+    curves = ('z', 'z-trans', 'hilbert')
+    fine = query_codes(q, levels[0].grid_m, ('z', 'z-trans'))
+    for i, level in enumerate(levels):
+        shifted = coarser_codes(fine, i)
+        assert set(shifted) == {'z', 'z-trans'}
+        direct = query_codes(q, level.grid_m, ('z', 'z-trans'))
+        assert all(torch.equal(shifted[c][:-1], direct[c][:-1]) for c in shifted)
+        a = serialization_neighbours(level, q, curves, 8, 0.3 * 2 ** i)
+        b = serialization_neighbours(level, q, curves, 8, 0.3 * 2 ** i, shifted)
+        assert torch.equal(a.index, b.index) and torch.equal(a.mask, b.mask)
+        assert not a.mask[-1].any() and a.mask.any()
 
 
 def test_neighbours_of_queries_outside_the_level_never_wrap():

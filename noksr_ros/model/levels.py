@@ -25,7 +25,8 @@ class Level:
     cells: (M,3) int64 cell coordinates at `grid_m`; xyz: (M,3) float32 mean position of the
     points in each cell (local frame, metres); counts: (M,) points per cell; parent: (M_finer,)
     row of each cell of the finer level in this level (None at level 0); orders: curve name ->
-    (perm (M,), codes sorted (M,)) for attention patches and neighbour search.
+    (perm (M,), codes sorted (M,)) for attention patches and neighbour search. The cell hash
+    (`index`, for sparse convolution) and the curve-sorted positions are built on first use.
     """
 
     grid_m: float
@@ -33,9 +34,17 @@ class Level:
     xyz: torch.Tensor
     counts: torch.Tensor
     parent: torch.Tensor | None
-    index: CellIndex
     orders: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _nbr: dict[int, torch.Tensor] = field(default_factory=dict)
+    _index: CellIndex | None = None
+    _sorted_xyz: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def index(self) -> CellIndex:
+        """Hash of the cells (sparse convolution's neighbour lookups)."""
+        if self._index is None:
+            self._index = CellIndex(self.cells)
+        return self._index
 
     @property
     def size(self) -> int:
@@ -55,6 +64,12 @@ class Level:
             sorted_codes, perm = torch.sort(codes, stable=True)
             self.orders[curve] = (perm, sorted_codes)
         return self.orders[curve]
+
+    def sorted_xyz(self, curve: str) -> torch.Tensor:
+        """(M,3) cell positions in `curve` order: a window of the order reads contiguous rows."""
+        if curve not in self._sorted_xyz:
+            self._sorted_xyz[curve] = self.xyz[self.order(curve)[0]]
+        return self._sorted_xyz[curve]
 
 
 def _scatter_mean(values: torch.Tensor, inverse: torch.Tensor, size: int,
@@ -97,11 +112,11 @@ def build_pyramid(xyz: torch.Tensor, grid_m: float, num_levels: int
     cells0, inv0 = unique_cells(cells)
     counts0 = torch.bincount(inv0, minlength=cells0.shape[0]).to(xyz.dtype)
     mean0 = _scatter_mean(xyz, inv0, cells0.shape[0])
-    levels = [Level(grid_m, cells0, mean0, counts0, None, CellIndex(cells0))]
+    levels = [Level(grid_m, cells0, mean0, counts0, None)]
     for i in range(1, num_levels):
         prev = levels[-1]
         cells_i, inv = unique_cells(torch.div(prev.cells, 2, rounding_mode='floor'))
         counts = prev.counts.new_zeros(cells_i.shape[0]).index_add_(0, inv, prev.counts)
         mean = _scatter_mean(prev.xyz, inv, cells_i.shape[0], prev.counts)
-        levels.append(Level(grid_m * 2 ** i, cells_i, mean, counts, inv, CellIndex(cells_i)))
+        levels.append(Level(grid_m * 2 ** i, cells_i, mean, counts, inv))
     return levels, inv0

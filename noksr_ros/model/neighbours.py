@@ -139,17 +139,23 @@ def serialization_neighbours(level: Level, query: torch.Tensor, curves: tuple[st
         codes.update(query_codes(query, level.grid_m, missing))
     half = window // 2
     offsets = torch.arange(-half, window - half, device=query.device)
-    all_rows, all_valid = [], []
+    all_rows, all_valid, all_dist = [], [], []
     for curve in curves:
         perm, sorted_codes = level.order(curve)
         pos = torch.searchsorted(sorted_codes, codes[curve])
         cand = pos[:, None] + offsets[None]
         valid = (cand >= 0) & (cand < level.size)
-        rows = perm[cand.clamp(0, level.size - 1)]
+        cand = cand.clamp(0, level.size - 1)
+        rows = perm[cand]
+        # Positions from the curve-sorted copy: each query reads a contiguous window.
+        all_dist.append(torch.linalg.vector_norm(level.sorted_xyz(curve)[cand]
+                                                 - query[:, None, :], dim=-1))
         all_valid.append(_drop_repeats(rows, valid, all_rows, all_valid))
         all_rows.append(rows)
-    rows, valid = torch.cat(all_rows, 1), torch.cat(all_valid, 1)
-    return _finish(level, query, rows, valid, radius_m)
+    rows, valid, dist = torch.cat(all_rows, 1), torch.cat(all_valid, 1), torch.cat(all_dist, 1)
+    mask = valid & (dist <= radius_m)
+    return Neighbours(torch.where(valid, rows, torch.zeros_like(rows)), mask,
+                      torch.where(mask, dist, torch.full_like(dist, float('inf'))))
 
 
 def knn_neighbours(level: Level, query: torch.Tensor, k: int, radius_m: float,

@@ -247,3 +247,14 @@ def test_the_shipped_checkpoint_loads_safely_and_says_how_it_was_trained():
     with torch.no_grad():
         sdf, _ = model(pts, nrm, torch.tensor([[0.0, 0.0, 0.15], [0.0, 0.0, -0.15]]))
     assert sdf[0] < 0 < sdf[1]
+
+
+def test_levels_build_their_cell_hash_and_sorted_positions_on_first_use():
+    pts, _ = sphere(2000)
+    levels, _ = build_pyramid(pts, 0.05, 2)
+    level = levels[1]
+    assert level._index is None and not level._sorted_xyz
+    perm, _ = level.order('z')
+    assert torch.equal(level.sorted_xyz('z'), level.xyz[perm])
+    assert level.index.lookup(level.cells[:5]).tolist() == list(range(5))
+    assert level.index is level.index

@@ -47,7 +47,8 @@ class NormalsResult:
 def estimate_normals(points: np.ndarray, sensor_origins: np.ndarray, knn: int = 24,
                      max_incidence_deg: float = 85.0, workers: int = -1, *,
                      max_neighbor_dist_m: float | None = None,
-                     solver: str = 'closed_form') -> NormalsResult:
+                     solver: str = 'closed_form',
+                     wanted: np.ndarray | None = None) -> NormalsResult:
     """
     Estimate unit normals by kNN PCA and orient them toward the sensor origins.
 
@@ -61,6 +62,9 @@ def estimate_normals(points: np.ndarray, sensor_origins: np.ndarray, knn: int = 
         max_neighbor_dist_m: neighbours farther than this are ignored (None: no limit); points
             left with fewer than 3 neighbours are dropped.
         solver: 'closed_form' (fast) or 'eigh' (`np.linalg.eigh`, the reference).
+        wanted: optional (N,) bool; only these points get normals (the others are dropped), while
+            every point still serves as a neighbour, so a wanted point's normal is the one it gets
+            without the mask.
 
     Returns:
         NormalsResult; rows with NaN/inf coordinates, degenerate (collinear) neighbourhoods, too
@@ -70,11 +74,16 @@ def estimate_normals(points: np.ndarray, sensor_origins: np.ndarray, knn: int = 
     origins = _check_origins(sensor_origins, len(pts))
     _check_params(knn, max_incidence_deg, max_neighbor_dist_m, solver)
     keep = np.all(np.isfinite(pts), axis=1)
+    if wanted is not None:
+        wanted = np.asarray(wanted, dtype=bool)
+        if wanted.shape != (len(pts),):
+            raise ValueError(f'wanted must be a ({len(pts)},) bool mask, got {wanted.shape}')
     normals = np.zeros((len(pts), 3), dtype=np.float32)
     finite_idx = np.flatnonzero(keep)
     if len(finite_idx) >= 3:
+        at = None if wanted is None else np.flatnonzero(wanted[finite_idx])
         valid, fin_normals = _pca_normals(pts[finite_idx], knn, workers, max_neighbor_dist_m,
-                                          solver)
+                                          solver, at=at)
         keep[finite_idx] = valid
         normals[finite_idx] = fin_normals
     else:
@@ -88,7 +97,8 @@ def estimate_normals(points: np.ndarray, sensor_origins: np.ndarray, knn: int = 
 def estimate_normals_scan(points_sensor: np.ndarray, knn: int = 24,
                           max_incidence_deg: float = 85.0, workers: int = -1, *,
                           max_neighbor_dist_m: float | None = None,
-                          solver: str = 'closed_form') -> NormalsResult:
+                          solver: str = 'closed_form',
+                          wanted: np.ndarray | None = None) -> NormalsResult:
     """
     Normals of one scan in its sensor frame, where the sensor is at (0, 0, 0).
 
@@ -96,7 +106,8 @@ def estimate_normals_scan(points_sensor: np.ndarray, knn: int = 24,
     `estimate_normals`. The normals are in the sensor frame too: rotate them with the scan.
     """
     return estimate_normals(points_sensor, np.zeros(3), knn, max_incidence_deg, workers,
-                            max_neighbor_dist_m=max_neighbor_dist_m, solver=solver)
+                            max_neighbor_dist_m=max_neighbor_dist_m, solver=solver,
+                            wanted=wanted)
 
 
 def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
@@ -109,7 +120,8 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
     Each new normal is flipped to the side of the given (sensor-facing) normal; where the
     accumulated neighbourhood is degenerate too, the given normal is kept. `knn` 0 returns the
     normals unchanged. With `share_cell_m` > 0 one PCA per cube cell of that edge (cells counted
-    from the points' minimum; the PCA at the cell's first point) serves all its points, each still flipped to its own side. Returns (N,3) float32.
+    from the points' minimum; the PCA at the cell's first point) serves all its points, each
+    still flipped to its own side. Returns (N,3) float32.
     """
     nrm = np.asarray(normals, np.float32)
     pts = _check_points(points)

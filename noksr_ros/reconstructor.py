@@ -112,7 +112,8 @@ class Reconstructor:
             raise ValueError('T_map_sensor must be a finite 4x4 matrix')
         if self.map is None:
             self._start_map(pose)
-        local, normals = self.ingest.prepare(points_sensor, pose, self.map.origin_m)
+        local, normals = self.ingest.prepare(points_sensor, pose, self.map.origin_m,
+                                             skip=self.map.full_cells)
         touched = self.map.integrate(local, normals, stamp_s)
         for key in touched:
             self._dirty_since.setdefault(key, stamp_s)

@@ -164,6 +164,33 @@ class SegmentMap:
                 touched.add(segment.key)
         return touched
 
+    def full_cells(self, points_m: np.ndarray) -> np.ndarray:
+        """
+        (N,) bool: the point's density cell already holds `max_points_per_cell` points.
+
+        `integrate` drops such points whatever else the scan holds, so the caller may skip work on
+        them (their normals). Segments only in the store count as empty (nothing is loaded), as do
+        non-finite rows and scans outside the key space (`integrate` reports those).
+        """
+        points = np.asarray(points_m, np.float32).reshape(-1, 3)
+        full = np.zeros(len(points), dtype=bool)
+        finite = np.flatnonzero(np.isfinite(points).all(axis=1))
+        if len(finite) == 0 or not self._segments:
+            return full
+        try:
+            plan = plan_scan(points[finite], self._size, self._cell, self._curve, self._layout)
+        except ValueError:
+            return full
+        keys = key_from_ijk(plan.group_ijk, self._curve).tolist()
+        existing = np.zeros(len(plan.run_cell), dtype=np.int64)
+        for g, key in enumerate(keys):
+            segment = self._segments.get(key)
+            if segment is not None:
+                r0, r1 = plan.group_run[g], plan.group_run[g + 1]
+                existing[r0:r1] = segment.lookup_cells(plan.run_cell[r0:r1])[0]
+        full[finite[plan.order]] = (existing >= self._cap)[plan.run_of_point]
+        return full
+
     def _add_points(self, segment: Segment, points: np.ndarray, normals: np.ndarray,
                     stamp_s: float) -> None:
         segment.append(points, normals)

@@ -38,7 +38,7 @@ def accumulate_drive(drive_dir: str | Path, config: NoksrConfig, progress: bool 
         if seg_map is None:
             origin = np.asarray(pose, np.float64)[:3, 3].copy()
             seg_map = SegmentMap.from_config(config.mapping, origin_m=origin)
-        local, normals = ingest.prepare(points, pose, origin)
+        local, normals = ingest.prepare(points, pose, origin, skip=seg_map.full_cells)
         seg_map.integrate(local, normals, stamp_ns * 1e-9)
     if seg_map is None:
         raise ValueError(f'drive {drive_dir} has no scans')

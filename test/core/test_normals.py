@@ -231,3 +231,17 @@ def test_refine_keeps_the_given_normals_where_it_cannot_do_better():
         refine_normals(line, given[:5], knn=8)
     with pytest.raises(ValueError, match='knn'):
         refine_normals(line, given, knn=2)
+
+
+def test_wanted_points_get_the_normals_they_get_without_the_mask():
+    rng = np.random.default_rng(6)
+    xy = rng.uniform(0.0, 5.0, (4000, 2))
+    points = np.column_stack([xy, 0.1 * np.sin(xy[:, 0])]).astype(np.float32)
+    origin = np.array([2.0, 2.0, 3.0])
+    full = estimate_normals(points, origin, knn=12)
+    wanted = rng.random(len(points)) < 0.4
+    part = estimate_normals(points, origin, knn=12, wanted=wanted)
+    assert np.array_equal(part.keep, full.keep & wanted)
+    assert np.array_equal(part.normals, full.normals[wanted[full.keep]])
+    with pytest.raises(ValueError, match='wanted'):
+        estimate_normals(points, origin, knn=12, wanted=wanted[:10])

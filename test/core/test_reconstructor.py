@@ -166,3 +166,30 @@ def test_bad_poses_are_rejected_and_empty_scans_are_harmless(drive):
     result = rec.integrate(1.0, np.zeros((0, 3), np.float32), np.eye(4))
     assert result.points_kept == 0
     assert rec.finish().meshes == {}
+
+
+def test_skipping_normals_of_points_in_full_cells_changes_nothing_in_the_map(drive):
+    """Points whose density cell is full are dropped anyway: their normals are not computed."""
+    from noksr_ros.ingest import ScanIngestor
+    from noksr_ros.mapping.segment_map import SegmentMap
+
+    _, scans = drive
+    cfg = config(**{'mapping.max_points_per_cell': 1})
+    ingest = ScanIngestor.from_config(cfg)
+    maps = [SegmentMap.from_config(cfg.mapping, origin_m=scans[0][2][:3, 3]) for _ in range(2)]
+    skipped = 0
+    for stamp, points, pose in scans:
+        full = maps[1].full_cells(ingest.prepare(points, pose, maps[1].origin_m)[0])
+        skipped += int(full.sum())
+        for seg_map, skip in zip(maps, (None, maps[1].full_cells)):
+            local, normals = ingest.prepare(points, pose, seg_map.origin_m, skip=skip)
+            seg_map.integrate(local, normals, stamp)
+    assert skipped > 100  # consecutive scans overlap: points land in full cells
+    assert maps[0].keys() == maps[1].keys()
+    for key in maps[0].keys():
+        a, b = maps[0].get(key), maps[1].get(key)
+        assert np.array_equal(a.points, b.points) and np.array_equal(a.normals, b.normals)
+    # Nothing is full in an empty map, and bad rows are simply not full.
+    fresh = SegmentMap.from_config(cfg.mapping, origin_m=np.zeros(3))
+    assert not fresh.full_cells(scans[0][1]).any()
+    assert not maps[1].full_cells(np.full((3, 3), np.nan, np.float32)).any()

@@ -142,15 +142,12 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
 
 
 def _cell_representatives(pts: np.ndarray, cell_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted first row of each occupied cell, (N,) index of each point's cell in that list)."""
+    """(first row of each occupied cell, (N,) index of each point's cell in that list)."""
     cells = np.floor((pts - pts.min(axis=0)) / cell_m).astype(np.int64)
     dims = cells.max(axis=0) + 1
     keys = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return first[order], rank[inverse]
+    return first, inverse.reshape(-1)
 
 
 def _check_points(points: np.ndarray) -> np.ndarray:
@@ -188,7 +185,7 @@ def _pca_normals(pts: np.ndarray, knn: int, workers: int, max_dist_m: float | No
     """
     Unoriented PCA normals of finite (N,3) points: ((N,) bool valid, (N,3) float32 normals).
 
-    `at` (sorted row indices) limits the work to those points (the neighbours still come from
+    `at` (row indices) limits the work to those points (the neighbours still come from
     all); the other rows are returned invalid.
     """
     n = len(pts)

@@ -15,6 +15,7 @@ import itertools
 import numpy as np
 import torch
 
+from noksr_ros.mapping.keys import KEY_BIAS, ijk_from_key, key_from_ijk
 from noksr_ros.meshing import active_corners_near_points
 
 # Offsets of the neighbours whose corners a segment's cubes read (its + faces, edges, corner).
@@ -63,30 +64,14 @@ def face_corners(corners: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     return np.all((corners >= lo) & (corners <= hi), axis=1)
 
 
-_PACK_BITS = 21
-_PACK_BIAS = 1 << (_PACK_BITS - 1)
-
-
-def _pack(ijk: np.ndarray) -> np.ndarray:
-    """(N,3) int64 segment indices -> (N,) int64 keys with the same order of unique rows."""
-    b = ijk + _PACK_BIAS
-    return (b[:, 0] << (2 * _PACK_BITS)) | (b[:, 1] << _PACK_BITS) | b[:, 2]
-
-
-def _unpack(keys: np.ndarray) -> np.ndarray:
-    mask = (1 << _PACK_BITS) - 1
-    return np.stack([keys >> (2 * _PACK_BITS), (keys >> _PACK_BITS) & mask, keys & mask],
-                    axis=1) - _PACK_BIAS
-
-
 def halo_segments(points: np.ndarray, segment_size_m: float, halo_m: float) -> np.ndarray:
     """
     (K,3) int64 unique indices of segments whose halo (cube grown by halo_m) holds a point.
 
     Used after integrating a scan: those segments' reconstructions depend on the new points.
-    The indices are packed into one int64 per point for the unique steps (1-D `np.unique` is
-    about 10x faster than `axis=0` on a 100k-point scan); indices beyond the packable range
-    (+-1M segments, thousands of km) take the row-wise path.
+    The unique steps work on segment keys (1-D `np.unique` is several times faster than `axis=0`
+    on a 100k-point scan); indices beyond the key range (+-1M segments, thousands of km; the map
+    rejects those points anyway) take the row-wise path.
     """
     if len(points) == 0:
         return np.zeros((0, 3), np.int64)
@@ -94,8 +79,8 @@ def halo_segments(points: np.ndarray, segment_size_m: float, halo_m: float) -> n
     ijk = np.floor(scaled).astype(np.int64)
     frac = (scaled - ijk) * segment_size_m
     low, high = frac < halo_m, (segment_size_m - frac) <= halo_m
-    packable = bool(np.all(np.abs(ijk) < _PACK_BIAS - 1))
-    unique = ((lambda a: _unpack(np.unique(_pack(a)))) if packable
+    keyable = bool(np.all(np.abs(ijk) < KEY_BIAS - 1))
+    unique = ((lambda a: ijk_from_key(np.unique(key_from_ijk(a)))) if keyable
               else (lambda a: np.unique(a, axis=0)))
     found = [unique(ijk)]
     for off in ALL_OFFSETS:

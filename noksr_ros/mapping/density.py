@@ -75,6 +75,16 @@ class ScanPlan:
         threshold = self.run_start[:-1] + (cap - existing)
         return np.arange(len(self.order)) < threshold[self.run_of_point]
 
+    def group_bounds(self) -> list[tuple[int, int]]:
+        """(first run, end run) of each segment group."""
+        return list(zip(self.group_run[:-1].tolist(), self.group_run[1:].tolist(), strict=True))
+
+    def full_points(self, existing: np.ndarray, cap: int) -> np.ndarray:
+        """(N,) bool in input order: the point's cell held >= cap points before this scan."""
+        full = np.zeros(len(self.order), dtype=bool)
+        full[self.order] = (existing >= cap)[self.run_of_point]
+        return full
+
     def added_per_run(self, existing: np.ndarray, cap: int) -> np.ndarray:
         """(R,) int64 points that `keep_mask` keeps in each run."""
         return np.clip(cap - existing, 0, np.diff(self.run_start))

@@ -135,3 +135,12 @@ def neighbour_keys(key: int, curve: str = 'z', rings: int = 1) -> list[int]:
     ijk = ijk_from_key(key, curve)[None, :] + neighbour_offsets(rings)
     inside = np.all((ijk >= -KEY_BIAS) & (ijk < KEY_BIAS), axis=1)
     return sorted(int(k) for k in key_from_ijk(ijk[inside], curve))
+
+
+def in_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(N,) bool: rows of `points` (N,3) inside the half-open box [lo, hi) (e.g. a segment's)."""
+    inside = np.ones(len(points), dtype=bool)
+    for a in range(3):  # per column: much faster than an axis=1 reduction of an (N,3) mask
+        column = points[:, a]
+        inside &= (column >= lo[a]) & (column < hi[a])
+    return inside

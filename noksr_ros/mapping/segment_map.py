@@ -20,6 +20,7 @@ from noksr_ros.mapping.density import cell_layout, plan_scan
 from noksr_ros.mapping.keys import (
     check_curve,
     check_size,
+    in_box,
     key_from_ijk,
     neighbour_keys,
     segment_bounds,
@@ -41,15 +42,6 @@ class MapStats:
     points_integrated: int = 0
     points_capped: int = 0
     points_dropped_nonfinite: int = 0
-
-
-def _in_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(N,) bool: rows of `points` (N,3) inside the half-open box [lo, hi)."""
-    inside = np.ones(len(points), dtype=bool)
-    for a in range(3):  # per column: much faster than an axis=1 reduction of an (N,3) mask
-        column = points[:, a]
-        inside &= (column >= lo[a]) & (column < hi[a])
-    return inside
 
 
 def _as_rows(array: np.ndarray, name: str) -> np.ndarray:
@@ -143,7 +135,7 @@ class SegmentMap:
         keys = key_from_ijk(plan.group_ijk, self._curve).tolist()
         segments = [self._segment_for_update(k, ijk)
                     for k, ijk in zip(keys, plan.group_ijk, strict=True)]
-        bounds = list(zip(plan.group_run[:-1], plan.group_run[1:], strict=True))
+        bounds = plan.group_bounds()
         lookups = [s.lookup_cells(plan.run_cell[r0:r1])
                    for s, (r0, r1) in zip(segments, bounds, strict=True)]
         existing = np.concatenate([counts for counts, _ in lookups])
@@ -181,14 +173,12 @@ class SegmentMap:
             plan = plan_scan(points[finite], self._size, self._cell, self._curve, self._layout)
         except ValueError:
             return full
-        keys = key_from_ijk(plan.group_ijk, self._curve).tolist()
         existing = np.zeros(len(plan.run_cell), dtype=np.int64)
-        for g, key in enumerate(keys):
-            segment = self._segments.get(key)
-            if segment is not None:
-                r0, r1 = plan.group_run[g], plan.group_run[g + 1]
-                existing[r0:r1] = segment.lookup_cells(plan.run_cell[r0:r1])[0]
-        full[finite[plan.order]] = (existing >= self._cap)[plan.run_of_point]
+        for key, (r0, r1) in zip(key_from_ijk(plan.group_ijk, self._curve).tolist(),
+                                 plan.group_bounds(), strict=True):
+            if key in self._segments:
+                existing[r0:r1] = self._segments[key].lookup_cells(plan.run_cell[r0:r1])[0]
+        full[finite] = plan.full_points(existing, self._cap)
         return full
 
     def _add_points(self, segment: Segment, points: np.ndarray, normals: np.ndarray,
@@ -294,7 +284,7 @@ class SegmentMap:
         if halo_m > 0:
             for nk in self.neighbours(key, rings=max(1, math.ceil(halo_m / self._size))):
                 segment = self.get(nk)
-                inside = _in_box(segment.points, lo, hi)
+                inside = in_box(segment.points, lo, hi)
                 parts_p.append(segment.points[inside])
                 parts_n.append(segment.normals[inside])
         return np.concatenate(parts_p), np.concatenate(parts_n)

@@ -84,8 +84,15 @@ def _finish(level: Level, query: torch.Tensor, rows: torch.Tensor, valid: torch.
             radius_m: float) -> Neighbours:
     rows = torch.where(valid, rows, torch.zeros_like(rows))
     dist = torch.linalg.vector_norm(level.xyz[rows] - query[:, None, :], dim=-1)
+    return _within(rows, valid, dist, radius_m)
+
+
+def _within(rows: torch.Tensor, valid: torch.Tensor, dist: torch.Tensor,
+            radius_m: float) -> Neighbours:
+    """Neighbours with the invalid rows at 0 and everything beyond `radius_m` masked (inf)."""
     mask = valid & (dist <= radius_m)
-    return Neighbours(rows, mask, torch.where(mask, dist, torch.full_like(dist, float('inf'))))
+    return Neighbours(torch.where(valid, rows, torch.zeros_like(rows)), mask,
+                      torch.where(mask, dist, torch.full_like(dist, float('inf'))))
 
 
 def _drop_repeats(rows: torch.Tensor, valid: torch.Tensor, prev_rows: list[torch.Tensor],
@@ -152,10 +159,8 @@ def serialization_neighbours(level: Level, query: torch.Tensor, curves: tuple[st
                                                  - query[:, None, :], dim=-1))
         all_valid.append(_drop_repeats(rows, valid, all_rows, all_valid))
         all_rows.append(rows)
-    rows, valid, dist = torch.cat(all_rows, 1), torch.cat(all_valid, 1), torch.cat(all_dist, 1)
-    mask = valid & (dist <= radius_m)
-    return Neighbours(torch.where(valid, rows, torch.zeros_like(rows)), mask,
-                      torch.where(mask, dist, torch.full_like(dist, float('inf'))))
+    return _within(torch.cat(all_rows, 1), torch.cat(all_valid, 1), torch.cat(all_dist, 1),
+                   radius_m)
 
 
 def knn_neighbours(level: Level, query: torch.Tensor, k: int, radius_m: float,

@@ -42,7 +42,8 @@ class ScanIngestor:
         float64 map-frame position of the map-local origin. `skip` maps (N,3) map-local points
         to an (N,) bool mask of points not worth a normal (`SegmentMap.full_cells`: their cells
         are full, the map would drop them); they still serve as neighbours, so every other
-        point's normal is unchanged. On a drive about 30 % of the points are skipped.
+        point's normal is unchanged. The cap drops 31 % of the points of the held-out
+        drive 1001, which bounds what is skipped there.
         """
         pose = np.asarray(pose, np.float64)
         if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):

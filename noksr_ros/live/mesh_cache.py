@@ -72,6 +72,11 @@ class MeshCache:
             self._removed.clear()
             self._cleared = True
 
+    def pending(self) -> int:
+        """Changes not taken yet (changed plus removed keys, plus one for a clear)."""
+        with self._lock:
+            return len(self._changed) + len(self._removed) + int(self._cleared)
+
     def take_changes(self, origin_m: np.ndarray | None, snapshot: bool = False) -> MeshChanges:
         """Changes since the last call (then reset); `snapshot` adds every mesh, atomically."""
         with self._lock:

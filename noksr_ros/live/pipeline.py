@@ -157,6 +157,7 @@ class LivePipeline:
             'drops_total': self.drops.total(),
             **map_stats,
             'segments_meshed': meshed,
+            'mesh_changes_pending': self.cache.pending(),
             'updates': self.updates,
             'last_update_s': round(self.last_update_s, 4),
             'checkpoints': self.checkpoints,
@@ -296,6 +297,8 @@ class LivePipeline:
             self._integrate(scan, lookup.pose)
             busy = True
             self._checkpoint_if_due()
+        if busy:  # before the queue shrinks: an empty queue implies current map counters
+            self._refresh_map_stats()
         with self._cv:
             ids = {id(s) for s in done}
             self._waiting = [s for s in self._waiting if id(s) not in ids]

@@ -201,15 +201,11 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
         def settled() -> bool:
             # Best-effort input may lose scans in transport, uncounted by the node: after a
             # grace period an empty queue is enough.
-            accounted = (stat('scans_integrated') + stat('drops_total') >= scans
-                         or time.monotonic() - played_at > TRANSPORT_GRACE_S)
-            return (accounted and stat('queue_length') == 0 and stat('segments_dirty') == 0
-                    and stat('segments_meshed') > 0)
+            expected = None if time.monotonic() - played_at > TRANSPORT_GRACE_S else scans
+            return map_complete(stat, expected)
 
         spin_until(settled, settle_timeout_s, 'the map to be reconstructed')
-        # One more publish and diagnostics period so the last meshes arrive.
-        end = time.monotonic() + 1.5
-        spin_until(lambda: time.monotonic() > end, 10, 'the last messages')
+        spin_until(lambda: markers_received(stat, collector), 60, 'the last mesh messages')
         settle_s = time.monotonic() - t0 - play_s
         vertices, faces, colors = collector.mesh()
         return LiveRunResult(vertices, faces, colors, scans, dict(diagnostics),
@@ -220,6 +216,25 @@ def _record(proc: subprocess.Popen, log_path: Path, bag: str | Path, lidar_topic
         executor.shutdown()
         node.destroy_node()
         context.try_shutdown()
+
+
+def map_complete(stat: Callable[[str], int], scans: int | None) -> bool:
+    """
+    Whether the node's diagnostics say the map is done and published.
+
+    Done: `scans` integrated or counted as dropped (None: not checked), nothing queued, no
+    segment dirty, every mesh change published. The node refreshes its map counters before its
+    queue shrinks and counts unpublished changes, so no diagnostics message shows an empty queue
+    over stale counters. A recorder must also wait for `markers_received`.
+    """
+    accounted = scans is None or stat('scans_integrated') + stat('drops_total') >= scans
+    return (accounted and stat('queue_length') == 0 and stat('segments_dirty') == 0
+            and stat('mesh_changes_pending') == 0 and stat('segments_meshed') > 0)
+
+
+def markers_received(stat: Callable[[str], int], collector: MeshCollector) -> bool:
+    """Whether `collector` got every `/noksr/mesh` message the node reports as published."""
+    return len(collector.arrivals) >= stat('mesh_messages_published')
 
 
 def _input_topics(params: dict, lidar_topic: str) -> tuple[str, ...]:

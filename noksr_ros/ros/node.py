@@ -231,6 +231,7 @@ class NoksrNode(Node):
             level = DiagnosticStatus.WARN
             message = (f'{stats["segments_out_of_memory"]} segments do not fit in memory '
                        '(kept dirty, retried)')
+        stats['mesh_messages_published'] = self.messages_published
         values = [KeyValue(key=k, value=str(v)) for k, v in {**stats, **process_memory()}.items()]
         values += [KeyValue(key=f'drops.{k}', value=str(v)) for k, v in sorted(drops.items())]
         values.append(KeyValue(key='pose_source', value=self.pose_source))

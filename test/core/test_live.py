@@ -175,8 +175,10 @@ def test_updates_fill_the_cache_which_saves_and_clears(drive, tmp_path):  # noqa
     while pipe.rec.pending(force=True):
         clock.now += 0.2
         pipe.step()
+    assert pipe.stats()['mesh_changes_pending'] == len(pipe.rec.map.keys())
     changes = pipe.take_changes()
     assert len(changes.meshes) == len(pipe.rec.map.keys()) > 10
+    assert pipe.stats()['mesh_changes_pending'] == 0
     assert not changes.cleared and changes.stamp_ns == pipe.last_stamp_ns
     assert not pipe.take_changes().meshes  # taken
     assert pipe.stats()['segments_dirty'] == 0

@@ -18,6 +18,7 @@ from node_harness import ROOT, GraphProbe, NodeProcess, ros_env, write_params
 from noksr_ros.data.drive import simulate_drive
 from noksr_ros.io.ply import read_ply
 from noksr_ros.offline import npz_source
+from noksr_ros.ros.live_run import map_complete
 from noksr_ros.ros.segment_collector import SegmentCollector
 
 SEED = 1004  # held out: training uses 1-3, evaluation 1001+
@@ -48,10 +49,7 @@ def live(tmp_path_factory):
             cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert play.returncode == 0, play.stdout + play.stderr
         # Every scan accounted for first: a scan still in the DDS reader is not queued yet.
-        probe.spin_until(lambda: probe.stat('scans_integrated') + probe.stat('drops_total')
-                         == n_scans and probe.stat('segments_dirty') == 0
-                         and probe.stat('queue_length') == 0
-                         and probe.stat('segments_meshed') > 0 and consumer.in_sync()
+        probe.spin_until(lambda: map_complete(probe.stat, n_scans) and consumer.in_sync()
                          and consumer.status.sequence > 0, 240, 'the drive to be meshed',
                          consumer.describe)
         yield node, probe, consumer, tmp

@@ -28,6 +28,7 @@ from noksr_ros.evaluation.compare import observed_points
 from noksr_ros.evaluation.metrics import mesh_quality
 from noksr_ros.io.pointcloud2 import create_cloud
 from noksr_ros.offline import npz_source
+from noksr_ros.ros.live_run import map_complete, markers_received
 
 SEED = 1003  # held out: training uses 1-3, evaluation 1001+
 LIDAR = '/carla/ego_vehicle/lidar'
@@ -68,11 +69,10 @@ def live(tmp_path_factory, drive):
              '--wait-for', f'{LIDAR},/carla/ego_vehicle/odometry'], env=env, cwd=ROOT,
             capture_output=True, text=True, timeout=120)
         assert play.returncode == 0, play.stdout + play.stderr
-        probe.spin_until(lambda: probe.stat('scans_integrated') + probe.stat('drops_total')
-                         == len(scans) and probe.stat('segments_dirty') == 0
-                         and probe.stat('queue_length') == 0
-                         and probe.stat('segments_meshed') > 0, 300, 'the drive to be meshed')
-        probe.spin_for(2.0)  # the last publish tick
+        probe.spin_until(lambda: map_complete(probe.stat, len(scans)), 300,
+                         'the drive to be meshed')
+        probe.spin_until(lambda: markers_received(probe.stat, probe.collector), 60,
+                         'the last mesh messages')
         yield node, probe, tmp
     finally:
         probe.close()

@@ -28,6 +28,7 @@ from noksr_ros.evaluation.compare import observed_points
 from noksr_ros.evaluation.metrics import mesh_quality
 from noksr_ros.mapping.store import SegmentStore
 from noksr_ros.offline import npz_source
+from noksr_ros.ros.live_run import map_complete
 from noksr_ros.ros.mesh_collector import MeshCollector
 
 SEED = 1004  # held out: training uses 1-3, evaluation 1001+
@@ -120,9 +121,8 @@ def test_random_kills_of_the_node_never_lose_a_checkpoint(tmp_path, drive):
         probe.spin_until(lambda: len(fresh.markers) >= with_mesh, 60,
                          'the resumed meshes to be published')
         player = _play(drive_dir, env)
-        probe.spin_until(lambda: probe.stat('scans_integrated') + probe.stat('drops_total')
-                         == len(scans) and probe.stat('segments_dirty') == 0
-                         and probe.stat('queue_length') == 0, 300, 'the drive to be meshed')
+        probe.spin_until(lambda: map_complete(probe.stat, len(scans)), 300,
+                         'the drive to be meshed')
         assert player.wait(60) == 0
         saved = probe.call_trigger('/noksr/save_mesh')
         assert saved.success, saved.message

@@ -38,7 +38,7 @@ CONFIGS = {
     'no-drop': {'ros.queue_size': 1000, 'ros.input_qos_depth': 1000},
     # carla.yaml with the scheduling before max_wait_growth / max_wait_radius_m existed
     'every-max-wait': {'reconstruct.max_wait_growth': 0.0, 'reconstruct.max_wait_radius_m': 0.0},
-    'per-scan-normals': {'normals.segment_knn': 0},  # carla.yaml without the normals re-estimation
+    'per-scan-normals': {'normals.segment_knn': 0, 'normals.scan_pca': True},  # no re-estimation
 }
 
 

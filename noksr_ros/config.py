@@ -45,16 +45,23 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class NormalsConfig:
-    """Normal estimation for LiDAR points: kNN-PCA oriented toward the sensor."""
+    """Normals for LiDAR points: kNN-PCA over a segment's scans, oriented toward the sensor."""
 
-    knn: int = _f(24, 'Neighbours used for the PCA normal of each point.', lo=3, hi=256)
+    knn: int = _f(24, 'Neighbours used for the PCA normal of each point of a scan (scan_pca).',
+                  lo=3, hi=256)
     max_incidence_deg: float = _f(
-        85.0, 'Drop points whose normal is more than this from the ray back to the sensor.',
-        lo=0.0, hi=90.0)
+        85.0, 'With scan_pca: drop points whose normal is more than this from the ray back to '
+        'the sensor.', lo=0.0, hi=90.0)
+    scan_pca: bool = _f(
+        False, 'Estimate kNN-PCA normals of every scan at ingest (dropping grazing hits and '
+        'degenerate neighbourhoods). Off: each point keeps the unit ray back to the sensor that '
+        'saw it, and the per-segment re-estimation (segment_knn, then required) gives its '
+        'normal from all scans at once; nothing is dropped for its angle, so far ground and '
+        'grazing walls are reconstructed too.')
     segment_knn: int = _f(
         24, "Neighbours for the normals re-estimated over a segment's accumulated points (and "
         'halo) before each reconstruction: several scans together fix the tilted normals of '
-        'sparse scan lines; 0 keeps the per-scan normals.', lo=0, hi=256)
+        'sparse scan lines; 0 keeps the per-scan normals (needs scan_pca).', lo=0, hi=256)
     segment_cell_m: float = _f(
         0.05, 'The re-estimated normal is computed once per cube cell of this edge and shared by '
         "the cell's points (3x fewer neighbour searches; 0: one per point).", lo=0.0, hi=1.0)
@@ -331,6 +338,9 @@ def _check_consistency(config: NoksrConfig) -> None:
     if 0 < config.normals.segment_knn < 3:
         raise ConfigError('normals.segment_knn must be 0 (off) or at least 3, got '
                           f'{config.normals.segment_knn}')
+    if config.normals.segment_knn == 0 and not config.normals.scan_pca:
+        raise ConfigError('normals.segment_knn 0 (no per-segment normals) needs '
+                          'normals.scan_pca true: otherwise no point would get a normal')
 
 
 def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:

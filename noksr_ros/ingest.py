@@ -19,29 +19,39 @@ from noksr_ros.preprocess import ScanFilter, transform_points
 
 @dataclass(frozen=True)
 class ScanIngestor:
-    """Range/ego crop, kNN-PCA normals toward the sensor, rigid transform to map-local."""
+    """
+    Range/ego crop, orientation per point, rigid transform to map-local.
+
+    With `scan_pca` each point gets its scan's kNN-PCA normal toward the sensor (grazing and
+    degenerate points dropped); without, the unit ray from the point back to the sensor, which
+    the per-segment normal estimation (`normals.refine_normals`) uses as the side to face. One
+    scan's normals of sparse rings are poor and their filters dropped far ground wholesale; the
+    segment's accumulated scans give better normals, so the per-scan PCA is skipped by default.
+    """
 
     filter: ScanFilter
     knn: int
     max_incidence_deg: float
+    scan_pca: bool = True
 
     @classmethod
-    def from_config(cls, config: NoksrConfig) -> ScanIngestor:
-        """Build from the `ingest` and `normals` sections."""
+    def from_config(cls, config: NoksrConfig, scan_pca: bool | None = None) -> ScanIngestor:
+        """Build from the `ingest` and `normals` sections; `scan_pca` overrides the config."""
+        pca = config.normals.scan_pca if scan_pca is None else scan_pca
         return cls(ScanFilter.from_config(config.ingest), config.normals.knn,
-                   config.normals.max_incidence_deg)
+                   config.normals.max_incidence_deg, pca)
 
     def prepare(self, points_sensor: np.ndarray, pose: np.ndarray,
                 origin_m: np.ndarray,
                 skip: Callable[[np.ndarray], np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """
-        (points (M,3) float32, normals (M,3) float32) in the map-local frame.
+        (points (M,3) float32, normals or sensor rays (M,3) float32) in the map-local frame.
 
         `points_sensor` (N,3) in the sensor frame; `pose` the 4x4 T_map_sensor; `origin_m` (3,)
         float64 map-frame position of the map-local origin. `skip` maps (N,3) map-local points
-        to an (N,) bool mask of points not worth a normal (`SegmentMap.full_cells`: their cells
-        are full, the map would drop them); they still serve as neighbours, so every other
+        to an (N,) bool mask of points not worth a PCA normal (`SegmentMap.full_cells`: their
+        cells are full, the map would drop them); they still serve as neighbours, so every other
         point's normal is unchanged. The cap drops 31 % of the points of the held-out
         drive 1001, which bounds what is skipped there.
         """
@@ -52,11 +62,16 @@ class ScanIngestor:
         if len(pts) < 3:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
         local = transform_points(pts, pose, origin_m)
-        wanted = None if skip is None else ~np.asarray(skip(local), dtype=bool)
-        est = estimate_normals_scan(pts, knn=self.knn, max_incidence_deg=self.max_incidence_deg,
-                                    wanted=wanted)
-        local = local[est.keep]
+        if self.scan_pca:
+            wanted = None if skip is None else ~np.asarray(skip(local), dtype=bool)
+            est = estimate_normals_scan(pts, knn=self.knn,
+                                        max_incidence_deg=self.max_incidence_deg, wanted=wanted)
+            local, directions = local[est.keep], est.normals
+        else:
+            distance = np.linalg.norm(pts, axis=1)
+            at_sensor = distance < 1e-6
+            local = local[~at_sensor]
+            directions = -pts[~at_sensor] / distance[~at_sensor, None]
         rotation = np.eye(4)
         rotation[:3, :3] = pose[:3, :3]
-        normals = transform_points(est.normals, rotation)
-        return local, normals
+        return local, transform_points(directions.astype(np.float32), rotation)

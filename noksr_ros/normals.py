@@ -117,8 +117,9 @@ def refine_normals(points: np.ndarray, normals: np.ndarray, knn: int = 24,
 
     One scan's normals of sparse scan lines (far ground rings, distant facades) come from nearly
     collinear neighbours and tilt badly; the points of several scans together constrain the plane.
-    Each new normal is flipped to the side of the given (sensor-facing) normal; where the
-    accumulated neighbourhood is degenerate too, the given normal is kept. `knn` 0 returns the
+    Each new normal is flipped to the side of the given sensor-facing direction (a scan's normal
+    or the ray back to the sensor, see `ingest`); where the accumulated neighbourhood is
+    degenerate, the given direction is kept. `knn` 0 returns the
     normals unchanged. With `share_cell_m` > 0 one PCA per cube cell of that edge (cells counted
     from the points' minimum; the PCA at the cell's first point) serves all its points, each
     still flipped to its own side. Returns (N,3) float32.

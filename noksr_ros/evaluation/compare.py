@@ -58,6 +58,7 @@ def _run_method(method: str, drive: str, overrides: dict[str, Any]) -> MethodRun
         from noksr_ros.offline import npz_source
     elif method == 'poisson':
         from noksr_ros.evaluation.baselines import poisson_reconstruction
+        from noksr_ros.normals import refine_normals
         from noksr_ros.training.scenes import accumulate_drive
     t0 = time.perf_counter()
     if method == 'noksr':
@@ -70,7 +71,11 @@ def _run_method(method: str, drive: str, overrides: dict[str, Any]) -> MethodRun
         vertices, faces = tsdf_fusion(scans, size,
                                       max_range_m=cfg.ingest.max_range_m)
     elif method == 'poisson':
-        points, normals, origin = accumulate_drive(drive, cfg, progress=False)
+        # Our input points, with normals estimated as ours are (PCA over the accumulated
+        # points, facing the sensor), over the whole drive at once.
+        points, rays, origin = accumulate_drive(drive, cfg, progress=False)
+        normals = refine_normals(points, rays, cfg.normals.segment_knn or cfg.normals.knn,
+                                 share_cell_m=cfg.normals.segment_cell_m)
         vertices, faces = poisson_reconstruction(points.astype(np.float64) + origin, normals,
                                                  voxel)
     else:
@@ -93,12 +98,17 @@ def run_isolated(method: str, drive: str | Path, overrides: dict[str, Any]) -> M
 
 
 def observed_points(drive: str | Path, overrides: dict[str, Any]) -> np.ndarray:
-    """Accumulated input points of the drive in the map frame (the evaluation crop)."""
+    """
+    Accumulated input points of the drive in the map frame (the evaluation crop).
+
+    Every point the range filter and density cap keep, whatever the normal settings: the crop
+    must not shrink where a method's filters drop points (grazing hits of per-scan normals).
+    """
     from noksr_ros.config import NoksrConfig
     from noksr_ros.training.scenes import accumulate_drive
 
     points, _, origin = accumulate_drive(drive, NoksrConfig().with_overrides(overrides),
-                                         progress=False)
+                                         progress=False, scan_pca=False)
     return points.astype(np.float64) + origin
 
 

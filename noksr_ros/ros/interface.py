@@ -57,8 +57,10 @@ TOPICS = (
              'counters, at ros.publish_rate_hz. Reliable, transient local (depth 1).'),
     Endpoint(DIAGNOSTICS_TOPIC, 'diagnostic_msgs/msg/DiagnosticArray', 'published',
              'Queue length, drops by reason, scans integrated, segments total / dirty / in '
-             'memory / on disk, last update time, device, out-of-memory recoveries, process RSS '
-             'and malloc heap in use / free / mmapped (MB).'),
+             'memory / on disk / meshed, mesh changes not yet published and mesh messages '
+             'published (a recorder has everything once it has that many), last update time, '
+             'device, out-of-memory recoveries, process RSS and malloc heap in use / free / '
+             'mmapped (MB).'),
 )
 
 SERVICES = (

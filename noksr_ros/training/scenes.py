@@ -19,17 +19,20 @@ from noksr_ros.io.ply import read_ply
 from noksr_ros.mapping.segment_map import SegmentMap
 from noksr_ros.training.sampling import TrainingScene
 
-CACHE_NAME = 'training_points.npz'
+CACHE_NAME = 'training_points.npz'  # with per-scan normals (normals.scan_pca)
+CACHE_NAME_RAYS = 'training_points_rays.npz'  # with sensor rays
 
 
-def accumulate_drive(drive_dir: str | Path, config: NoksrConfig, progress: bool = True
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def accumulate_drive(drive_dir: str | Path, config: NoksrConfig, progress: bool = True,
+                     scan_pca: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
-    (points (N,3) float32 map-local, normals (N,3), origin_m (3,) float64) of a whole drive.
+    (points (N,3) float32 map-local, directions (N,3), origin_m (3,) float64) of a whole drive.
 
     Same ingest and density cap as the Reconstructor; the map-local origin is the first pose.
+    The directions are normals or sensor rays as `normals.scan_pca` says (`scan_pca` overrides:
+    a baseline that needs normals asks for them).
     """
-    ingest = ScanIngestor.from_config(config)
+    ingest = ScanIngestor.from_config(config, scan_pca)
     seg_map, origin = None, None
     npz_dir = resolve_npz_dir(drive_dir)
     total = read_drive_json(npz_dir).get('num_scans')
@@ -50,7 +53,7 @@ def accumulate_drive(drive_dir: str | Path, config: NoksrConfig, progress: bool 
 def load_training_scene(drive_dir: str | Path, config: NoksrConfig) -> TrainingScene:
     """TrainingScene of a simulated drive (GT moved to the same map-local frame), cached."""
     drive_dir = Path(drive_dir)
-    cache = drive_dir / CACHE_NAME
+    cache = drive_dir / (CACHE_NAME if config.normals.scan_pca else CACHE_NAME_RAYS)
     if cache.exists():
         with np.load(cache, allow_pickle=False) as data:
             points, normals, origin = data['points'], data['normals'], data['origin_m']

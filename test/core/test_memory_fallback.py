@@ -87,7 +87,7 @@ model.spec = replace(model.spec, query_chunk=1 << 20)
 rec = Reconstructor(cfg, model)
 rec.integrate(1.0, scan, pose)
 pending = len(rec.pending(force=True))
-cap(10)  # before the uncapped reference run, whose freed heap would serve the capped one
+cap(16)  # before the uncapped reference run, whose freed heap would serve the capped one
 result = rec.finish()
 uncap()
 v, f = rec.full_mesh()

@@ -175,7 +175,7 @@ def test_skipping_normals_of_points_in_full_cells_changes_nothing_in_the_map(dri
 
     _, scans = drive
     cfg = config(**{'mapping.max_points_per_cell': 1})
-    ingest = ScanIngestor.from_config(cfg)
+    ingest = ScanIngestor.from_config(cfg, scan_pca=True)
     maps = [SegmentMap.from_config(cfg.mapping, origin_m=scans[0][2][:3, 3]) for _ in range(2)]
     skipped = 0
     for stamp, points, pose in scans:
@@ -193,3 +193,26 @@ def test_skipping_normals_of_points_in_full_cells_changes_nothing_in_the_map(dri
     fresh = SegmentMap.from_config(cfg.mapping, origin_m=np.zeros(3))
     assert not fresh.full_cells(scans[0][1]).any()
     assert not maps[1].full_cells(np.full((3, 3), np.nan, np.float32)).any()
+
+
+def test_ingest_without_scan_normals_keeps_every_point_with_its_ray_to_the_sensor(drive):
+    """The default ingest: no per-scan PCA, so no point is dropped for its angle."""
+    from noksr_ros.errors import ConfigError
+    from noksr_ros.ingest import ScanIngestor
+
+    _, scans = drive
+    _, points, pose = scans[3]
+    cfg = config()
+    assert not cfg.normals.scan_pca
+    origin = scans[0][2][:3, 3]
+    local, rays = ScanIngestor.from_config(cfg).prepare(points, pose, origin)
+    kept = ScanIngestor.from_config(cfg).filter.apply(points)
+    assert len(local) == len(kept) > 1000
+    to_sensor = (pose[:3, 3] - origin) - local.astype(np.float64)
+    cosine = np.einsum('ij,ij->i', rays, to_sensor) / np.linalg.norm(to_sensor, axis=1)
+    assert np.allclose(np.linalg.norm(rays, axis=1), 1.0, atol=1e-5)
+    assert cosine.min() > 1.0 - 1e-4
+    pca_local, _ = ScanIngestor.from_config(cfg, scan_pca=True).prepare(points, pose, origin)
+    assert len(pca_local) < len(local)  # grazing and degenerate points dropped
+    with pytest.raises(ConfigError, match='scan_pca'):
+        config(**{'normals.segment_knn': 0})

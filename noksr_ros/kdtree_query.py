@@ -9,12 +9,17 @@ start new thread`. So the parallel query here splits the rows over our own threa
 a single-threaded cKDTree query (which releases the GIL), where a worker's exception reaches the
 caller; on such a failure the whole query is redone on the calling thread, and a failure there
 propagates.
+
+The pool is started once, at import, with all its threads running: a thread started under a
+memory cap can die before it reports that it started, and `Thread.start` then waits forever
+(seen here: a reconstruction under RLIMIT_AS hung in a per-query pool's first submit).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -24,19 +29,37 @@ from scipy.spatial import cKDTree
 _MIN_ROWS_PER_WORKER = 2048
 
 
+def _started_pool(n_threads: int) -> ThreadPoolExecutor | None:
+    """A pool whose `n_threads` threads are already running (None if they cannot start)."""
+    if n_threads <= 1:
+        return None
+    pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix='noksr-kdtree')
+    barrier = threading.Barrier(n_threads)
+    try:  # each task holds its thread until all are running: n distinct threads
+        for future in [pool.submit(barrier.wait, 10.0) for _ in range(n_threads)]:
+            future.result()
+    except (RuntimeError, MemoryError, threading.BrokenBarrierError):
+        pool.shutdown(wait=False)
+        return None
+    return pool
+
+
+_POOL = _started_pool(os.cpu_count() or 1)
+
+
 def query(tree: cKDTree, x: np.ndarray, workers: int = -1,
           **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
     """`tree.query(x, **kwargs)` on `workers` threads (-1: all cores); same results as scipy's."""
     x = np.asarray(x)
     n_workers = (os.cpu_count() or 1) if workers < 0 else int(workers)
-    n_workers = min(n_workers, len(x) // _MIN_ROWS_PER_WORKER)
+    n_workers = min(n_workers, len(x) // _MIN_ROWS_PER_WORKER,
+                    _POOL._max_workers if _POOL is not None else 1)
     if n_workers <= 1:
         return tree.query(x, workers=1, **kwargs)
     bounds = np.linspace(0, len(x), n_workers + 1).astype(int)
     parts = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     try:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            results = list(pool.map(lambda part: tree.query(part, workers=1, **kwargs), parts))
+        results = list(_POOL.map(lambda part: tree.query(part, workers=1, **kwargs), parts))
     except MemoryError:
         return tree.query(x, workers=1, **kwargs)
     except RuntimeError as exc:  # no thread could be started (memory cap)

@@ -59,3 +59,20 @@ def test_other_runtime_errors_are_not_swallowed():
     pts, q = _cloud()
     with pytest.raises(RuntimeError, match='other failure'):
         kdtree_query.query(Broken(pts), q, workers=2)
+
+
+def test_queries_start_no_thread_the_pool_runs_from_import():
+    """A thread started under a memory cap can hang Thread.start: queries must start none."""
+    import os
+    import threading
+
+    def pool_threads():
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith('noksr-kdtree'))
+
+    before = pool_threads()
+    assert len(before) == ((os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0)
+    pts, q = _cloud()
+    count = threading.active_count()
+    for _ in range(3):
+        kdtree_query.query(cKDTree(pts), q, workers=-1, k=4)
+    assert threading.active_count() == count and pool_threads() == before

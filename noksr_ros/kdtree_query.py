@@ -45,6 +45,16 @@ def _started_pool(n_threads: int) -> ThreadPoolExecutor | None:
 
 
 _POOL = _started_pool(os.cpu_count() or 1)
+_POOL_THREADS = (os.cpu_count() or 1) if _POOL is not None else 1
+
+
+def _serial_after_fork() -> None:
+    """A forked child has none of the pool's threads: it queries on its calling thread."""
+    global _POOL, _POOL_THREADS
+    _POOL, _POOL_THREADS = None, 1
+
+
+os.register_at_fork(after_in_child=_serial_after_fork)
 
 
 def query(tree: cKDTree, x: np.ndarray, workers: int = -1,
@@ -52,9 +62,8 @@ def query(tree: cKDTree, x: np.ndarray, workers: int = -1,
     """`tree.query(x, **kwargs)` on `workers` threads (-1: all cores); same results as scipy's."""
     x = np.asarray(x)
     n_workers = (os.cpu_count() or 1) if workers < 0 else int(workers)
-    n_workers = min(n_workers, len(x) // _MIN_ROWS_PER_WORKER,
-                    _POOL._max_workers if _POOL is not None else 1)
-    if n_workers <= 1:
+    n_workers = min(n_workers, len(x) // _MIN_ROWS_PER_WORKER, _POOL_THREADS)
+    if n_workers <= 1 or _POOL is None:
         return tree.query(x, workers=1, **kwargs)
     bounds = np.linspace(0, len(x), n_workers + 1).astype(int)
     parts = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

@@ -76,3 +76,25 @@ def test_queries_start_no_thread_the_pool_runs_from_import():
     for _ in range(3):
         kdtree_query.query(cKDTree(pts), q, workers=-1, k=4)
     assert threading.active_count() == count and pool_threads() == before
+
+
+def _query_in_child(pts, q, out):
+    got = kdtree_query.query(cKDTree(pts), q, workers=-1, k=3)
+    out.put(got[1].sum())
+
+
+def test_a_forked_child_still_answers():
+    """After fork the pool's threads are gone: the child must not wait for them."""
+    import multiprocessing
+
+    pts, q = _cloud()
+    ctx = multiprocessing.get_context('fork')
+    out = ctx.Queue()
+    child = ctx.Process(target=_query_in_child, args=(pts, q, out))
+    child.start()
+    child.join(60)
+    if child.is_alive():  # hung on the parent's threads: do not leave it behind
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+    assert out.get(timeout=5) == cKDTree(pts).query(q, k=3)[1].sum()

@@ -32,7 +32,7 @@ class ScanIngestor:
     filter: ScanFilter
     knn: int
     max_incidence_deg: float
-    scan_pca: bool = True
+    scan_pca: bool  # no default: the config (normals.scan_pca) decides, see from_config
 
     @classmethod
     def from_config(cls, config: NoksrConfig, scan_pca: bool | None = None) -> ScanIngestor:

@@ -68,7 +68,7 @@ class PatchAttention(nn.Module):
         p = min(self.patch, max(m, 1))
         n_patch = -(-m // p)
         pad = n_patch * p - m
-        xs = x[perm]
+        xs = x.index_select(0, perm)
         if pad:
             xs = torch.cat([xs, xs.new_zeros(pad, c)], dim=0)
         qkv = self.qkv(xs).reshape(n_patch, p, 3, self.heads, c // self.heads)

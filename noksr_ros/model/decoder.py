@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from noksr_ros.model.gather import take_rows
 from noksr_ros.model.neighbours import Pairs
 
 FUSIONS = ('sum', 'mean', 'concat', 'attention')
@@ -83,7 +84,9 @@ class LevelAggregator(nn.Module):
     def forward(self, per_cell: torch.Tensor, scale_m: float, pairs: Pairs) -> torch.Tensor:
         """(Q,hidden) pooled feature; zero for queries without a valid neighbour."""
         rel = -pairs.offset / scale_m  # query relative to the neighbour
-        h = torch.nn.functional.gelu(per_cell[pairs.row] + self.rel_in(fourier(rel, self.freqs)))
+        # gathered cell feature + rel_in(fourier(rel)) as one addmm (rel_in has no bias)
+        h = torch.nn.functional.gelu(torch.addmm(take_rows(per_cell, pairs.row),
+                                                 fourier(rel, self.freqs), self.rel_in.weight.t()))
         w = 1.0 / (pairs.dist + 0.1 * scale_m)
         pooled = pairs.sum(h * w[:, None]) / pairs.sum(w).clamp_min(1e-12)[:, None]
         return pooled + self.res(pooled)
@@ -97,7 +100,7 @@ def classical_sdf(normals: torch.Tensor, pairs: Pairs, sigma_m: float
     Returns (sdf (Q,), udf (Q,), support (Q,) = sum of Gaussian weights). Queries without a valid
     neighbour get sdf 0 and udf = +inf clamped by the caller.
     """
-    plane = (pairs.offset * normals[pairs.row]).sum(-1)
+    plane = (pairs.offset * take_rows(normals, pairs.row)).sum(-1)
     w = torch.exp(-(pairs.dist / sigma_m) ** 2)
     support = pairs.sum(w)
     sdf = pairs.sum(plane * w) / support.clamp_min(1e-12)

@@ -38,6 +38,7 @@ class Level:
     _nbr: dict[int, torch.Tensor] = field(default_factory=dict)
     _index: CellIndex | None = None
     _sorted_xyz: dict[str, torch.Tensor] = field(default_factory=dict)
+    _rank: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def index(self) -> CellIndex:
@@ -64,6 +65,14 @@ class Level:
             sorted_codes, perm = torch.sort(codes, stable=True)
             self.orders[curve] = (perm, sorted_codes)
         return self.orders[curve]
+
+    def rank(self, curve: str) -> torch.Tensor:
+        """(M,) position of each cell in `curve` order (the inverse of `order(curve)[0]`)."""
+        if curve not in self._rank:
+            perm = self.order(curve)[0]
+            self._rank[curve] = torch.empty_like(perm).index_copy_(
+                0, perm, torch.arange(perm.shape[0], device=perm.device))
+        return self._rank[curve]
 
     def sorted_xyz(self, curve: str) -> torch.Tensor:
         """(M,3) cell positions in `curve` order: a window of the order reads contiguous rows."""

@@ -15,6 +15,7 @@ import math
 import torch
 
 from noksr_ros.curves import encode
+from noksr_ros.model.gather import take_rows
 from noksr_ros.model.levels import CODE_BITS, Level
 
 _MAX_CELL = (1 << CODE_BITS) - 1
@@ -52,7 +53,7 @@ class Neighbours:
             zeros = qi.new_zeros(pad)
             qi, row = torch.cat([qi, zeros]), torch.cat([row, zeros])
             dist = torch.cat([dist, dist.new_full((pad,), float('inf'))])
-        return Pairs(qi, row, dist, self.mask.shape[0], xyz[row] - query[qi])
+        return Pairs(qi, row, dist, self.mask.shape[0], take_rows(xyz, row) - take_rows(query, qi))
 
 
 def _padded_size(n: int) -> int:
@@ -83,7 +84,7 @@ class Pairs:
 def _finish(level: Level, query: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor,
             radius_m: float) -> Neighbours:
     rows = torch.where(valid, rows, torch.zeros_like(rows))
-    dist = torch.linalg.vector_norm(level.xyz[rows] - query[:, None, :], dim=-1)
+    dist = torch.linalg.vector_norm(take_rows(level.xyz, rows) - query[:, None, :], dim=-1)
     return _within(rows, valid, dist, radius_m)
 
 
@@ -95,13 +96,20 @@ def _within(rows: torch.Tensor, valid: torch.Tensor, dist: torch.Tensor,
                       torch.where(mask, dist, torch.full_like(dist, float('inf'))))
 
 
-def _drop_repeats(rows: torch.Tensor, valid: torch.Tensor, prev_rows: list[torch.Tensor],
-                 prev_valid: list[torch.Tensor]) -> torch.Tensor:
-    """Mask candidates of one curve already found by an earlier curve (Q*K*K compares)."""
-    for p_rows, p_valid in zip(prev_rows, prev_valid):
-        seen = ((rows[:, :, None] == p_rows[:, None, :]) & p_valid[:, None, :]).any(dim=2)
-        valid = valid & ~seen
-    return valid
+def _seen_in(rows: torch.Tensor, windows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+             ) -> torch.Tensor:
+    """
+    (Q,K) bool: candidate `rows` that an earlier curve's window already holds.
+
+    An earlier window is a contiguous run [lo, hi) of that curve's order (clipped to the array),
+    so membership is a range test on the row's rank in that order: O(K) per query instead of
+    comparing against every earlier candidate (O(K^2)).
+    """
+    seen = torch.zeros_like(rows, dtype=torch.bool)
+    for rank, lo, hi in windows:
+        r = take_rows(rank, rows)
+        seen |= (r >= lo[:, None]) & (r < hi[:, None])
+    return seen
 
 
 # Curves whose code of a cell twice as large is the code shifted right by 3 bits.
@@ -146,19 +154,22 @@ def serialization_neighbours(level: Level, query: torch.Tensor, curves: tuple[st
         codes.update(query_codes(query, level.grid_m, missing))
     half = window // 2
     offsets = torch.arange(-half, window - half, device=query.device)
-    all_rows, all_valid, all_dist = [], [], []
+    all_rows, all_valid, all_dist, windows = [], [], [], []
     for curve in curves:
         perm, sorted_codes = level.order(curve)
         pos = torch.searchsorted(sorted_codes, codes[curve])
         cand = pos[:, None] + offsets[None]
         valid = (cand >= 0) & (cand < level.size)
         cand = cand.clamp(0, level.size - 1)
-        rows = perm[cand]
+        rows = take_rows(perm, cand)
         # Positions from the curve-sorted copy: each query reads a contiguous window.
-        all_dist.append(torch.linalg.vector_norm(level.sorted_xyz(curve)[cand]
+        all_dist.append(torch.linalg.vector_norm(take_rows(level.sorted_xyz(curve), cand)
                                                  - query[:, None, :], dim=-1))
-        all_valid.append(_drop_repeats(rows, valid, all_rows, all_valid))
+        if windows:  # a neighbour found by an earlier curve is not counted twice
+            valid &= ~_seen_in(rows, windows)
+        all_valid.append(valid)
         all_rows.append(rows)
+        windows.append((level.rank(curve), pos - half, pos + (window - half)))
     return _within(torch.cat(all_rows, 1), torch.cat(all_valid, 1), torch.cat(all_dist, 1),
                    radius_m)
 

@@ -13,6 +13,8 @@ import itertools
 import torch
 from torch import nn
 
+from noksr_ros.model.gather import take_rows
+
 BITS = 21
 _MASK = (1 << BITS) - 1
 
@@ -89,7 +91,7 @@ class SparseConv(nn.Module):
         outs = []
         for start in range(0, nbr.shape[0], self.chunk):
             rows = nbr[start:start + self.chunk]
-            gathered = padded[rows].reshape(rows.shape[0], -1)
+            gathered = take_rows(padded, rows).reshape(rows.shape[0], -1)
             outs.append(gathered @ self.weight)
         out = torch.cat(outs, dim=0) if outs else feats.new_zeros(0, self.weight.shape[1])
         return out + self.bias if self.bias is not None else out

@@ -77,6 +77,25 @@ def test_serialization_neighbours_are_valid_rows_within_radius_and_recall_is_use
     assert recall(exact, exact) == 1.0
 
 
+def test_serialization_neighbours_of_several_curves_are_their_union_without_repeats():
+    pts, _ = sphere(20000)
+    levels, _ = build_pyramid(pts, 0.05, 1)
+    q = pts[:500] + 0.01
+    both = serialization_neighbours(levels[0], q, ('z', 'z-trans'), 16, 0.15)
+    each = [serialization_neighbours(levels[0], q, (c,), 16, 0.15) for c in ('z', 'z-trans')]
+    repeats = 0
+    for i in range(len(q)):
+        rows = both.index[i][both.mask[i]].tolist()
+        union = set().union(*(set(n.index[i][n.mask[i]].tolist()) for n in each))
+        assert set(rows) == union
+        repeats += len(rows) - len(set(rows))
+    assert repeats == 0
+    # the two curves' windows do overlap: without the repeat test pairs would be counted twice
+    overlap = sum(len(set(each[0].index[i][each[0].mask[i]].tolist())
+                      & set(each[1].index[i][each[1].mask[i]].tolist())) for i in range(len(q)))
+    assert overlap > 0
+
+
 def test_coarser_level_codes_by_shifting_find_the_same_neighbours():
     pts, _ = sphere(20000)
     levels, _ = build_pyramid(pts, 0.05, 4)

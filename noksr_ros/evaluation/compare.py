@@ -4,7 +4,8 @@
 Each method runs in a fresh process (spawn) so its wall time and peak RSS are its own; the mesh
 comes back and is scored against the drive's exact ground truth with the protocol of
 `metrics.mesh_quality` (GT cropped to 0.5 m around the accumulated input points, the same crop for
-every method).
+every method); the `*_seen` columns score against the GT that input points lie on (the proximity
+crop also counts backs of poles, far sides of thin walls: see `metrics`).
 
 Methods (all on the same scans of the drive):
 - `noksr`: the Reconstructor in batch mode (ingest, normals, segments, network, meshing).
@@ -31,6 +32,9 @@ T = TypeVar('T')
 
 METHODS = ('noksr', 'tsdf_10cm', 'tsdf_5cm', 'poisson')
 CROP_M = 0.5
+# The seen-GT scores (`*_seen`): GT with an input point on its own plane within CROP_M, this
+# close to the plane (4x the simulated range noise of 2 cm: noise moves points along the ray).
+SEEN_TOL_M = 0.08
 
 
 @dataclass
@@ -141,11 +145,17 @@ def score_row(drive: str, method: str, vertices: np.ndarray, faces: np.ndarray,
     from noksr_ros.evaluation.metrics import mesh_quality, tau_key
 
     q = mesh_quality(vertices, faces, gt_vertices, gt_faces, n_samples=n_samples,
-                     observed_points=observed, crop_m=CROP_M, with_p2p=False)
+                     observed_points=observed, crop_m=CROP_M, with_p2p=False,
+                     surface_tol_m=SEEN_TOL_M)
     row = {'drive': drive, 'method': method, 'cd_cm': 100 * q['chamfer_l1'],
            'acc_cm': 100 * q['accuracy'], 'comp_cm': 100 * q['completeness']}
     for tau in (0.05, 0.10, 0.20):
         row[f'f{round(tau * 100)}'] = 100 * q[tau_key('fscore', tau)]
+    row['cd_seen_cm'] = 100 * q['chamfer_l1_seen']
+    row['f10_seen'] = 100 * q[tau_key('fscore', 0.10) + '_seen']
+    row['p10'] = 100 * q[tau_key('precision', 0.10)]
+    row['r10'] = 100 * q[tau_key('recall', 0.10)]
+    row['r10_seen'] = 100 * q[tau_key('recall', 0.10) + '_seen']
     row['faces'] = len(faces)
     return row
 

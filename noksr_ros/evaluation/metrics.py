@@ -11,6 +11,13 @@ Only ground truth the LiDAR observed counts: with `observed_points`, GT samples 
 precision unless `pred_crop_m` is given, which drops predicted samples farther than that from every
 observed point (useful when a method extrapolates far beyond the data; say so when you use it).
 
+The 0.5 m proximity crop still counts GT the LiDAR never saw: the back of a pole, the far side of
+a thin wall or a car, a wall top beside a hit facade all lie within 0.5 m of input points (on drive
+1001, 7 % of the cropped GT has no input point on its own plane). With `surface_tol_m`, the scores
+are also reported on the *seen* GT (keys ending in `_seen`): samples that, besides the proximity
+crop, have an input point within `crop_m` lying within `surface_tol_m` of the sample's tangent
+plane (among its `SEEN_NEIGHBOURS` nearest input points), i.e. on its own surface.
+
 All distances are in metres. Keys of the returned dict:
 
 - `accuracy`: mean distance predicted samples -> GT surface.
@@ -20,6 +27,8 @@ All distances are in metres. Keys of the returned dict:
 - `accuracy_p2p`, `completeness_p2p`, `chamfer_l1_p2p`: the same against the other's samples
   (left out with `with_p2p=False`).
 - `n_pred_samples`, `n_gt_samples`: sample counts after cropping.
+- with `surface_tol_m`: `completeness_seen`, `chamfer_l1_seen`, `recall@..._seen`,
+  `fscore@..._seen` and `n_gt_samples_seen` (accuracy and precision do not depend on the crop).
 
 An empty prediction (no faces or no area) scores accuracy nan (no predicted samples to measure),
 completeness and chamfer_l1 inf, precision, recall and F-score 0.
@@ -37,6 +46,8 @@ from noksr_ros import kdtree_query
 
 # RaycastingScene.compute_distance on at most this many points per call bounds temporaries.
 _QUERY_CHUNK = 1 << 20
+# Input points examined per GT sample for the seen-surface crop (nearest first).
+SEEN_NEIGHBOURS = 32
 
 
 def tau_key(kind: str, tau_m: float) -> str:
@@ -79,23 +90,65 @@ def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int,
     Returns:
         (n,3) float64 points in the mesh's frame; (0,3) when the mesh has no area.
     """
+    return _sample(vertices, faces, n, seed)[0]
+
+
+def sample_mesh_with_normals(vertices: np.ndarray, faces: np.ndarray, n: int,
+                             seed: int | np.random.SeedSequence = 0
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """`sample_mesh` (same points) plus the unit normal of each sample's face: two (n,3)."""
+    return _sample(vertices, faces, n, seed)
+
+
+def _sample(vertices: np.ndarray, faces: np.ndarray, n: int,
+            seed: int | np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
     verts, tris = check_mesh(vertices, faces)
     if int(n) != n or n < 0:
         raise ValueError(f'n must be a non-negative integer, got {n}')
     corners = verts[tris]  # (F,3,3)
     edge1 = corners[:, 1] - corners[:, 0]
     edge2 = corners[:, 2] - corners[:, 0]
-    areas = 0.5 * np.linalg.norm(np.cross(edge1, edge2), axis=1)
+    cross = np.cross(edge1, edge2)
+    areas = 0.5 * np.linalg.norm(cross, axis=1)
     total = float(areas.sum())
     if n == 0 or not total > 0.0:
-        return np.zeros((0, 3))
+        return np.zeros((0, 3)), np.zeros((0, 3))
     rng = np.random.default_rng(seed)
     cdf = np.cumsum(areas) / total
     face = np.minimum(np.searchsorted(cdf, rng.random(n), side='right'), len(tris) - 1)
     u, v = rng.random(n), rng.random(n)
     outside = u + v > 1.0  # reflect back into the triangle: uniform barycentrics
     u[outside], v[outside] = 1.0 - u[outside], 1.0 - v[outside]
-    return corners[face, 0] + u[:, None] * edge1[face] + v[:, None] * edge2[face]
+    points = corners[face, 0] + u[:, None] * edge1[face] + v[:, None] * edge2[face]
+    normals = cross[face] / np.maximum(2.0 * areas[face], 1e-300)[:, None]
+    return points, normals
+
+
+def seen_surface(points: np.ndarray, normals: np.ndarray, observed: cKDTree, crop_m: float,
+                 tol_m: float) -> np.ndarray:
+    """
+    Bool (M,) mask of surface samples with an observed point on their own surface.
+
+    A sample counts when one of its `SEEN_NEIGHBOURS` nearest observed points within `crop_m`
+    lies within `tol_m` of the sample's tangent plane (unit `normals` (M,3)): the LiDAR hit that
+    surface near the sample, not only some other surface within `crop_m`.
+    """
+    if not tol_m > 0.0:
+        raise ValueError(f'surface_tol_m must be > 0 m, got {tol_m}')
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    seen = np.zeros(len(pts), dtype=bool)
+    if observed.n == 0 or len(pts) == 0:
+        return seen
+    k = min(SEEN_NEIGHBOURS, observed.n)
+    for start in range(0, len(pts), _QUERY_CHUNK // 8):
+        chunk = slice(start, start + _QUERY_CHUNK // 8)
+        dist, idx = kdtree_query.query(observed, pts[chunk], k=k, distance_upper_bound=crop_m)
+        dist, idx = dist.reshape(len(dist), -1), idx.reshape(len(idx), -1)
+        valid = np.isfinite(dist)
+        offsets = observed.data[np.where(valid, idx, 0)] - pts[chunk][:, None]
+        along = np.abs(np.einsum('mkj,mj->mk', offsets, normals[chunk]))
+        seen[chunk] = (valid & (along <= tol_m)).any(axis=1)
+    return seen
 
 
 def surface_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
@@ -152,7 +205,7 @@ def mesh_quality(pred_vertices: np.ndarray, pred_faces: np.ndarray, gt_vertices:
                  taus_m: Sequence[float] = (0.05, 0.10, 0.20),
                  observed_points: np.ndarray | None = None, crop_m: float = 0.5,
                  pred_crop_m: float | None = None, seed: int = 0,
-                 with_p2p: bool = True) -> dict[str, float]:
+                 with_p2p: bool = True, surface_tol_m: float | None = None) -> dict[str, float]:
     """
     Score a predicted mesh against the ground-truth mesh (see the module docstring).
 
@@ -171,6 +224,8 @@ def mesh_quality(pred_vertices: np.ndarray, pred_faces: np.ndarray, gt_vertices:
         seed: seeds both samplers (GT and prediction get independent streams).
         with_p2p: also compute the point-to-point variant (two kNN trees over the samples: the
             slowest part at 1M samples; False leaves its keys out).
+        surface_tol_m: also score against the seen GT only (see the module docstring; needs
+            observed_points); None leaves the `_seen` keys out.
 
     Returns:
         dict of floats, distances in metres.
@@ -179,14 +234,20 @@ def mesh_quality(pred_vertices: np.ndarray, pred_faces: np.ndarray, gt_vertices:
     gt_v, gt_f = check_mesh(gt_vertices, gt_faces, 'gt')
     if pred_crop_m is not None and observed_points is None:
         raise ValueError('pred_crop_m needs observed_points')
+    if surface_tol_m is not None and observed_points is None:
+        raise ValueError('surface_tol_m needs observed_points')
     if len(gt_f) == 0:
         raise ValueError('the ground-truth mesh has no faces')
     gt_seed, pred_seed = np.random.SeedSequence(seed).spawn(2)
-    gt_pts = sample_mesh(gt_v, gt_f, n_samples, gt_seed)
+    gt_pts, gt_nrm = sample_mesh_with_normals(gt_v, gt_f, n_samples, gt_seed)
     pred_pts = sample_mesh(pred_v, pred_f, n_samples, pred_seed)
+    seen = None
     if observed_points is not None:
         observed = _observed_tree(observed_points)
-        gt_pts = gt_pts[crop_to_observed(gt_pts, observed, crop_m)]
+        near = crop_to_observed(gt_pts, observed, crop_m)
+        gt_pts, gt_nrm = gt_pts[near], gt_nrm[near]
+        if surface_tol_m is not None:
+            seen = seen_surface(gt_pts, gt_nrm, observed, crop_m, surface_tol_m)
         if pred_crop_m is not None:
             pred_pts = pred_pts[crop_to_observed(pred_pts, observed, pred_crop_m)]
     if len(gt_pts) == 0:
@@ -195,6 +256,13 @@ def mesh_quality(pred_vertices: np.ndarray, pred_faces: np.ndarray, gt_vertices:
     acc = surface_distance(gt_v, gt_f, pred_pts, offset)
     comp = surface_distance(pred_v, pred_f, gt_pts, offset)
     out = _distance_scores(acc, comp, taus_m)
+    if seen is not None:
+        if not seen.any():
+            raise ValueError('no ground-truth sample lies on a surface the input points touch')
+        seen_scores = _distance_scores(acc, comp[seen], taus_m)
+        out.update({f'{key}_seen': value for key, value in seen_scores.items()
+                    if not key.startswith(('accuracy', 'precision'))})
+        out['n_gt_samples_seen'] = float(seen.sum())
     if with_p2p:
         out.update(_p2p_scores(pred_pts, gt_pts))
     out['n_pred_samples'] = float(len(pred_pts))

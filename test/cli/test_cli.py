@@ -104,6 +104,8 @@ def test_evaluate_scores_methods_on_one_drive_and_refuses_unknown_ones(tmp_path)
     (row,) = json.loads(out.read_text())['rows']
     assert row['method'] == 'tsdf_10cm' and 0 < row['cd_cm'] < 20 and 50 < row['f10'] <= 100
     assert row['time_s'] > 0 and row['peak_rss_mb'] > 50
+    # the seen-GT crop is a subset of the proximity crop: recall can only rise, CD only fall
+    assert row['r10_seen'] >= row['r10'] and row['cd_seen_cm'] <= row['cd_cm']
     proc = noksr('evaluate', drive, '--methods', 'marching_squares', check=False)
     assert proc.returncode == 2 and 'valid: noksr' in proc.stderr
 

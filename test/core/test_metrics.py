@@ -8,6 +8,7 @@ from noksr_ros.evaluation.metrics import (
     crop_to_observed,
     mesh_quality,
     sample_mesh,
+    sample_mesh_with_normals,
     surface_distance,
     tau_key,
 )
@@ -90,6 +91,32 @@ def test_cropping_excludes_unobserved_ground_truth():
     assert full['recall@10cm'] == pytest.approx(0.5, abs=0.02)
     assert cropped['recall@10cm'] == 1.0 and cropped['completeness'] < 1e-5
     assert cropped['n_gt_samples'] == pytest.approx(10_000, rel=0.03)
+
+
+def test_seen_scores_leave_out_the_unseen_back_of_a_thin_wall():
+    front, back = square(0.0), square(0.0, z_m=-0.2)  # a 0.2 m slab seen from above only
+    gt_v, gt_f = merge(front, back)
+    observed = sample_mesh(*front, 4000, seed=8)
+    observed[:, 2] += np.random.default_rng(9).normal(0.0, 0.02, len(observed))  # range noise
+    q = mesh_quality(*front, gt_v, gt_f, n_samples=20_000, observed_points=observed,
+                     surface_tol_m=0.08)
+    # the proximity crop keeps the back face (0.2 m from the points), the seen crop does not
+    assert q['recall@10cm'] == pytest.approx(0.5, abs=0.03)
+    assert q['recall@10cm_seen'] == 1.0 and q['fscore@10cm_seen'] == 1.0
+    assert q['n_gt_samples_seen'] == pytest.approx(q['n_gt_samples'] / 2, rel=0.05)
+    assert 'accuracy_seen' not in q and 'precision@10cm_seen' not in q
+    with pytest.raises(ValueError, match='observed_points'):
+        mesh_quality(*front, gt_v, gt_f, n_samples=1000, surface_tol_m=0.08)
+
+
+def test_samples_with_normals_are_the_same_samples_with_unit_face_normals():
+    verts, faces = sphere(1.0, 12)
+    pts, nrm = sample_mesh_with_normals(verts, faces, 5000, seed=3)
+    assert np.array_equal(pts, sample_mesh(verts, faces, 5000, seed=3))
+    assert np.allclose(np.linalg.norm(nrm, axis=1), 1.0)
+    # a sphere's face normals are nearly radial
+    radial = pts / np.linalg.norm(pts, axis=1)[:, None]
+    assert np.abs(np.einsum('ij,ij->i', nrm, radial)).min() > 0.9
 
 
 def test_prediction_crop_drops_extrapolated_surface():

@@ -103,8 +103,16 @@ class MeshingConfig:
     """Marching cubes on the sparse SDF grid."""
 
     voxel_size_m: float = _f(0.1, 'Edge of a meshing voxel.', lo=0.005, hi=2.0)
-    udf_trim_m: float = _f(0.3, 'Faces with a vertex farther than this from the data are removed '
+    udf_trim_m: float = _f(0.4, 'Faces with a vertex farther than this from the data are removed '
                            '(see trim_source).', lo=0.0)
+    trim_near_m: float = _f(0.2, "With trim_source 'points': faces this close to the data are "
+                            'always kept; between this and udf_trim_m only where the data lie '
+                            'around them (see trim_side_ratio). At or above udf_trim_m: a plain '
+                            'distance trim.', lo=0.0)
+    trim_side_ratio: float = _f(
+        0.6, 'A corner beyond trim_near_m counts as past an edge (trimmed) when the centroid of '
+        'its 32 nearest input points is at least this fraction of their mean distance away from '
+        'it (data off to one side; a gap between scan lines has data around it).', lo=0.0, hi=1.0)
     trim_source: str = _f('points', "Distance used for trimming: 'points' (exact distance to the "
                           "nearest input point, identical on both sides of a segment face) or "
                           "'learned' (the UDF head; fills larger gaps, may differ at seams).",

@@ -92,7 +92,8 @@ class Reconstructor:
         return SegmentMesher(self.map, self.seg_vox, mesh.voxel_size_m, mesh.udf_trim_m,
                              mesh.trim_source, mesh.dilation_voxels,
                              self.config.normals.segment_knn,
-                             self.config.normals.segment_cell_m)
+                             self.config.normals.segment_cell_m,
+                             mesh.trim_near_m, mesh.trim_side_ratio)
 
     def _start_map(self, first_pose: np.ndarray) -> None:
         """Create the map with its origin at the first sensor position."""

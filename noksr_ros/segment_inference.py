@@ -48,6 +48,10 @@ class MemoryFallbacks:
     failed: int = 0          # segments that did not fit anywhere (left dirty, retried later)
 
 
+# Input points whose centroid decides whether data lie around a corner or off to one side.
+SIDE_NEIGHBOURS = 32
+
+
 def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: float,
                    cap_m: float) -> np.ndarray:
     """
@@ -56,13 +60,51 @@ def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: fl
     Exact, hence identical for a corner whoever computes it, as long as the points within `cap_m`
     are all present: the seam-safe trimming field.
     """
+    return trim_distance(points, corners_ijk, voxel_size_m, cap_m)
+
+
+def trim_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: float,
+                  cap_m: float, near_m: float | None = None, trim_m: float = 0.0,
+                  side_ratio: float = 1.0, sdf: np.ndarray | None = None) -> np.ndarray:
+    """
+    The trimming field: `point_distance`, set to `cap_m` where the data lie off to one side.
+
+    With `near_m` (and the corners' `sdf`), a corner near the surface (|sdf| < 2 voxels: only
+    such corners sit on edges that carry vertices) farther than `near_m` but not beyond `trim_m`
+    from the data gets `cap_m` (its faces are trimmed) when the centroid of its
+    `SIDE_NEIGHBOURS` nearest points (within `cap_m`) is at least `side_ratio` times their mean
+    distance away from it: the data lie on one side, so a surface there would extend past an edge
+    (a wall's end, a car's roof line) where the ground truth turns. A corner in a gap between scan
+    lines has data around it (centroid near the corner) and keeps its distance. Like the distance
+    itself, this depends only on the points within `cap_m` and the corner's own value:
+    seam-safe with a wide enough halo.
+    """
     if len(corners_ijk) == 0 or len(points) == 0:
         return np.full(len(corners_ijk), cap_m, np.float32)
     # Unbalanced, non-compact nodes: twice as fast to build, queries no slower, same results.
-    tree = cKDTree(np.asarray(points, np.float64), balanced_tree=False, compact_nodes=False)
+    pts = np.asarray(points, np.float64)
+    tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)
     query = corners_ijk * voxel_size_m
     dist, _ = kdtree_query.query(tree, query, distance_upper_bound=cap_m)
-    return np.minimum(dist, cap_m).astype(np.float32)
+    dist = np.minimum(dist, cap_m).astype(np.float32)
+    if near_m is None or near_m >= trim_m or sdf is None:
+        return dist
+    ask = np.flatnonzero((dist > near_m) & (dist <= trim_m)
+                         & (np.abs(sdf) < 3.0 * voxel_size_m))
+    if len(ask) == 0:
+        return dist
+    k = min(SIDE_NEIGHBOURS, len(pts))
+    nd, ni = kdtree_query.query(tree, query[ask], k=k, distance_upper_bound=cap_m)
+    nd, ni = nd.reshape(len(ask), k), ni.reshape(len(ask), k)
+    found = np.isfinite(nd)
+    count = np.maximum(found.sum(axis=1), 1)
+    offsets = np.where(found[..., None], pts[np.where(found, ni, 0)] - query[ask][:, None], 0.0)
+    centroid_off = np.linalg.norm(offsets.sum(axis=1), axis=1) / count
+    mean_dist = np.where(found, nd, 0.0).sum(axis=1) / count
+    one_sided = centroid_off >= side_ratio * mean_dist
+    rows = ask[one_sided]
+    dist[rows] = np.float32(cap_m)
+    return dist
 
 
 def _forward(model: NoksrModel, points: np.ndarray, normals: np.ndarray, query_m: np.ndarray,

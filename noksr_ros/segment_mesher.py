@@ -29,7 +29,7 @@ from noksr_ros.segment_grid import (
     face_corners,
     owned,
 )
-from noksr_ros.segment_inference import CornerEvaluator, point_distance
+from noksr_ros.segment_inference import CornerEvaluator, trim_distance
 
 
 @dataclass
@@ -52,8 +52,10 @@ class SegmentMesher:
 
     def __init__(self, segment_map: SegmentMap, seg_vox: int, voxel_size_m: float,
                  udf_trim_m: float, trim_source: str = 'points', dilation_voxels: int = 2,
-                 normals_knn: int = 0, normals_cell_m: float = 0.0) -> None:
+                 normals_knn: int = 0, normals_cell_m: float = 0.0,
+                 trim_near_m: float | None = None, trim_side_ratio: float = 1.0) -> None:
         self.map, self.seg_vox = segment_map, seg_vox
+        self.trim_near_m, self.trim_side_ratio = trim_near_m, trim_side_ratio
         self.normals_knn, self.normals_cell_m = normals_knn, normals_cell_m
         self.voxel_size_m, self.udf_trim_m = voxel_size_m, udf_trim_m
         self.trim_field = 'dist' if trim_source == 'points' else 'udf'
@@ -73,7 +75,8 @@ class SegmentMesher:
         lo, hi = corner_box(seg.ijk, self.seg_vox)
         corners = owned(active_corners(points, self.voxel_size_m, self.dilation_voxels), lo, hi)
         sdf, udf = evaluate(points, normals, corners, self.voxel_size_m)
-        dist = point_distance(points, corners, self.voxel_size_m, 2 * self.udf_trim_m + 1e-3)
+        dist = trim_distance(points, corners, self.voxel_size_m, 2 * self.udf_trim_m + 1e-3,
+                             self.trim_near_m, self.udf_trim_m, self.trim_side_ratio, sdf)
         seg.grid.update(ijk=corners, sdf=sdf.astype(np.float32), udf=udf.astype(np.float32),
                         dist=dist)
         seg.dirty['persist'] = True

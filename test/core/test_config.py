@@ -20,7 +20,7 @@ def test_every_field_has_help_and_a_unit_or_is_unitless_by_nature():
     unitless = ('max_points', 'knn', 'curve', 'checkpoint', 'device', 'neighbours', 'store_dir',
                 'topic', 'frame', 'max_scan_bytes', 'max_segments_per_update', 'trim_source',
                 'pose_source', 'queue_size', 'qos', 'marker_ns', 'color_mode', 'output_dir',
-                'max_message_bytes', 'growth')
+                'max_message_bytes', 'growth', 'ratio')
     mixed_units = ('base_to_lidar_xyz_rpy',)  # metres and degrees, said in the help text
     for spec in field_specs():
         assert spec.help.endswith('.'), spec.name
@@ -99,3 +99,14 @@ def test_shipped_config_files_are_valid():
     assert files, 'config/ must ship at least one YAML file'
     for path in files:
         load_config(path)
+
+
+def test_default_yaml_states_the_code_defaults():
+    # config/default.yaml says it holds the core defaults: it must not drift from the code
+    stated = read_yaml_values(REPO / 'config' / 'default.yaml')
+    assert stated
+    defaults = NoksrConfig()
+    for name, value in stated.items():
+        section, key = name.split('.', 1)
+        current = getattr(getattr(defaults, section), key)
+        assert current == (tuple(value) if isinstance(value, list) else value), name

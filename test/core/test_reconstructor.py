@@ -23,7 +23,7 @@ from noksr_ros.model.decoder import DecoderSpec
 from noksr_ros.model.noksr import ModelSpec, NoksrModel
 from noksr_ros.reconstructor import Reconstructor
 from noksr_ros.segment_grid import active_corners
-from noksr_ros.segment_inference import point_distance
+from noksr_ros.segment_inference import trim_distance
 
 SPEC = ModelSpec(backbone=BackboneSpec(enc_channels=(8, 16, 16, 16), dec_channels=(8, 8, 16),
                                        heads=(1, 2, 2, 2), patch_size=32),
@@ -105,8 +105,12 @@ def test_segment_meshes_are_deterministic_and_weld_into_the_seamless_batch_mesh(
     # ... with exact trimming distances ...
     order = np.lexsort(ijk.T[::-1])
     cap = 2 * mesh.udf_trim_m + 1e-3
-    ref_dist = point_distance(points, ijk[order], mesh.voxel_size_m, cap)
+    ref_dist = trim_distance(points, ijk[order], mesh.voxel_size_m, cap, mesh.trim_near_m,
+                             mesh.udf_trim_m, mesh.trim_side_ratio, sdf[order])
     assert np.allclose(dist[order], ref_dist, atol=1e-6)
+    # (the one-sided test acted: some corners near the data were pushed out to the cap)
+    plain = trim_distance(points, ijk[order], mesh.voxel_size_m, cap)
+    assert np.count_nonzero((ref_dist == np.float32(cap)) & (plain <= mesh.udf_trim_m)) > 0
     # ... and the welded segment meshes are exactly one marching-cubes pass over the union.
     verts, faces = marching_cubes_sparse(torch.from_numpy(ijk), torch.from_numpy(sdf),
                                          mesh.voxel_size_m, udf=torch.from_numpy(dist),

@@ -45,10 +45,11 @@ def test_demo_report_scores_ours_above_tsdf(demo):
     rows = {}
     for line in report.read_text().splitlines():
         cells = [c.strip() for c in line.strip('|').split('|')]
-        if len(cells) == 8 and re.match(r'^[\d.]+$', cells[1]):
+        if len(cells) == 9 and re.match(r'^[\d.]+$', cells[1]):
             rows[cells[0]] = [float(c) for c in cells[1:]]
     ours, tsdf = rows['noksr (live node)'], rows['TSDF fusion 0.1 m (open3d)']
     assert ours[4] >= 80.0, ours  # F@10cm in %
+    assert ours[6] >= ours[4] and ours[6] > tsdf[6], (ours, tsdf)  # F@10cm on the seen GT
     assert ours[0] < tsdf[0], (ours, tsdf)  # Chamfer-L1
     assert ours[2] < tsdf[2], (ours, tsdf)  # completeness
 

@@ -63,8 +63,9 @@ class NormalsConfig:
         'halo) before each reconstruction: several scans together fix the tilted normals of '
         'sparse scan lines; 0 keeps the per-scan normals (needs scan_pca).', lo=0, hi=256)
     segment_cell_m: float = _f(
-        0.05, 'The re-estimated normal is computed once per cube cell of this edge and shared by '
-        "the cell's points (3x fewer neighbour searches; 0: one per point).", lo=0.0, hi=1.0)
+        0.1, 'The re-estimated normal is computed once per cube cell of this edge and shared by '
+        "the cell's points (the network averages normals per 0.1 m cell anyway; 0: one per "
+        'point).', lo=0.0, hi=1.0)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ precision unless `pred_crop_m` is given, which drops predicted samples farther t
 observed point (useful when a method extrapolates far beyond the data; say so when you use it).
 
 The 0.5 m proximity crop still counts GT the LiDAR never saw: the back of a pole, the far side of
-a thin wall or a car, a wall top beside a hit facade all lie within 0.5 m of input points (on drive
-1001, 7 % of the cropped GT has no input point on its own plane). With `surface_tol_m`, the scores
-are also reported on the *seen* GT (keys ending in `_seen`): samples that, besides the proximity
-crop, have an input point within `crop_m` lying within `surface_tol_m` of the sample's tangent
-plane (among its `SEEN_NEIGHBOURS` nearest input points), i.e. on its own surface.
+a thin wall or a car, a wall top beside a hit facade all lie within 0.5 m of input points (on the
+held-out drives 1001-1003, 5-7 % of the cropped GT has no input point on its own plane). With
+`surface_tol_m`, the scores are also reported on the *seen* GT (keys ending in `_seen`): samples
+that, besides the proximity crop, have an input point within `crop_m` lying within
+`surface_tol_m` of the sample's tangent plane (among its `SEEN_NEIGHBOURS` nearest input points),
+i.e. on its own surface.
 
 All distances are in metres. Keys of the returned dict:
 

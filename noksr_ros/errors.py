@@ -26,4 +26,5 @@ class CheckpointError(NoksrError):
 
 
 class InferenceMemoryError(NoksrError):
-    """A segment's forward pass did not fit in memory in the smallest pieces, on any device."""
+    """A segment did not fit in memory: its forward pass in the smallest pieces on any device, or
+    the numpy work around it (normals, corners, trimming field)."""

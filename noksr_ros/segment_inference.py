@@ -50,6 +50,9 @@ class MemoryFallbacks:
 
 # Input points whose centroid decides whether data lie around a corner or off to one side.
 SIDE_NEIGHBOURS = 32
+# Corners per neighbour query of that test: about 1 MB of temporaries, so that a process close
+# to its memory limit after a forward pass still finishes the segment.
+SIDE_CHUNK = 1024
 
 
 def point_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: float,
@@ -69,7 +72,7 @@ def trim_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: flo
     """
     The trimming field: `point_distance`, set to `cap_m` where the data lie off to one side.
 
-    With `near_m` (and the corners' `sdf`), a corner near the surface (|sdf| < 2 voxels: only
+    With `near_m` (and the corners' `sdf`), a corner near the surface (|sdf| < 3 voxels: only
     such corners sit on edges that carry vertices) farther than `near_m` but not beyond `trim_m`
     from the data gets `cap_m` (its faces are trimmed) when the centroid of its
     `SIDE_NEIGHBOURS` nearest points (within `cap_m`) is at least `side_ratio` times their mean
@@ -94,17 +97,24 @@ def trim_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: flo
     if len(ask) == 0:
         return dist
     k = min(SIDE_NEIGHBOURS, len(pts))
-    nd, ni = kdtree_query.query(tree, query[ask], k=k, distance_upper_bound=cap_m)
-    nd, ni = nd.reshape(len(ask), k), ni.reshape(len(ask), k)
+    for start in range(0, len(ask), SIDE_CHUNK):
+        rows = ask[start:start + SIDE_CHUNK]
+        one_sided = _one_sided(tree, pts, query[rows], k, cap_m, side_ratio)
+        dist[rows[one_sided]] = np.float32(cap_m)
+    return dist
+
+
+def _one_sided(tree: cKDTree, pts: np.ndarray, query: np.ndarray, k: int, cap_m: float,
+               side_ratio: float) -> np.ndarray:
+    """(C,) bool: the centroid of each query's k nearest points is off to one side."""
+    nd, ni = kdtree_query.query(tree, query, k=k, distance_upper_bound=cap_m)
+    nd, ni = nd.reshape(len(query), k), ni.reshape(len(query), k)
     found = np.isfinite(nd)
     count = np.maximum(found.sum(axis=1), 1)
-    offsets = np.where(found[..., None], pts[np.where(found, ni, 0)] - query[ask][:, None], 0.0)
+    offsets = np.where(found[..., None], pts[np.where(found, ni, 0)] - query[:, None], 0.0)
     centroid_off = np.linalg.norm(offsets.sum(axis=1), axis=1) / count
     mean_dist = np.where(found, nd, 0.0).sum(axis=1) / count
-    one_sided = centroid_off >= side_ratio * mean_dist
-    rows = ask[one_sided]
-    dist[rows] = np.float32(cap_m)
-    return dist
+    return centroid_off >= side_ratio * mean_dist
 
 
 def _forward(model: NoksrModel, points: np.ndarray, normals: np.ndarray, query_m: np.ndarray,

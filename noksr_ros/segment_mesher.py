@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from noksr_ros.errors import InferenceMemoryError
 from noksr_ros.mapping.keys import key_from_ijk
 from noksr_ros.mapping.segment import Segment
 from noksr_ros.mapping.segment_map import SegmentMap
@@ -66,7 +67,21 @@ class SegmentMesher:
         return [k for k in keys if k in self.map]
 
     def compute_corners(self, key: int, evaluate: CornerEvaluator, halo_m: float) -> set[int]:
-        """Evaluate the corners `key` owns; return the keys whose meshes must be redone."""
+        """
+        Evaluate the corners `key` owns; return the keys whose meshes must be redone.
+
+        Out of memory anywhere on the way (the forward pass has its own fallbacks; the normals,
+        corners and trimming field are numpy) raises `InferenceMemoryError` before anything is
+        stored: the segment keeps its last values and stays dirty.
+        """
+        try:
+            return self._compute_corners(key, evaluate, halo_m)
+        except MemoryError as exc:
+            raise InferenceMemoryError(f'segment {key}: out of memory outside the forward pass '
+                                       f'({exc}); the segment stays dirty and is retried '
+                                       'later') from exc
+
+    def _compute_corners(self, key: int, evaluate: CornerEvaluator, halo_m: float) -> set[int]:
         seg = self.map.get(key)
         halo_pts, halo_nrm = self.map.gather_halo(key, halo_m)
         points = np.concatenate([seg.points, halo_pts])

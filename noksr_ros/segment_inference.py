@@ -72,7 +72,7 @@ def trim_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: flo
     """
     The trimming field: `point_distance`, set to `cap_m` where the data lie off to one side.
 
-    With `near_m` (and the corners' `sdf`), a corner near the surface (|sdf| < 3 voxels: only
+    With `near_m` (and the corners' `sdf`), a corner near the surface (|sdf| < 2 voxels: only
     such corners sit on edges that carry vertices) farther than `near_m` but not beyond `trim_m`
     from the data gets `cap_m` (its faces are trimmed) when the centroid of its
     `SIDE_NEIGHBOURS` nearest points (within `cap_m`) is at least `side_ratio` times their mean
@@ -93,7 +93,7 @@ def trim_distance(points: np.ndarray, corners_ijk: np.ndarray, voxel_size_m: flo
     if near_m is None or near_m >= trim_m or sdf is None:
         return dist
     ask = np.flatnonzero((dist > near_m) & (dist <= trim_m)
-                         & (np.abs(sdf) < 3.0 * voxel_size_m))
+                         & (np.abs(sdf) < 2.0 * voxel_size_m))
     if len(ask) == 0:
         return dist
     k = min(SIDE_NEIGHBOURS, len(pts))

@@ -26,5 +26,9 @@ class CheckpointError(NoksrError):
 
 
 class InferenceMemoryError(NoksrError):
-    """A segment did not fit in memory: its forward pass in the smallest pieces on any device, or
-    the numpy work around it (normals, corners, trimming field)."""
+    """
+    A segment did not fit in memory.
+
+    Its forward pass in the smallest pieces on any device, or the numpy work around it (normals,
+    corners, trimming field).
+    """

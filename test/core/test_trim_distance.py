@@ -58,3 +58,19 @@ def test_few_points_and_no_points():
     empty = trim_distance(np.zeros((0, 3)), np.array([[0, 0, 0]]), VOXEL, CAP, 0.2, 0.4, 0.6,
                           np.zeros(1, np.float32))
     assert empty[0] == np.float32(CAP)
+
+
+def test_the_corners_are_tested_in_chunks_with_the_same_result(monkeypatch):
+    import noksr_ros.segment_inference as inference
+
+    rng = np.random.default_rng(5)
+    points = grid(np.arange(-3.0, 0.001, 0.05), np.arange(-3.0, 3.001, 0.05))
+    corners = np.stack([rng.integers(1, 5, 5000), rng.integers(-30, 30, 5000),
+                        np.zeros(5000, np.int64)], axis=1)  # past the edge, many in the band
+    sdf = np.zeros(5000, np.float32)
+    monkeypatch.setattr(inference, 'SIDE_CHUNK', 100_000)
+    whole = trim_distance(points, corners, VOXEL, CAP, 0.2, 0.4, 0.6, sdf)
+    monkeypatch.setattr(inference, 'SIDE_CHUNK', 777)
+    chunked = trim_distance(points, corners, VOXEL, CAP, 0.2, 0.4, 0.6, sdf)
+    assert np.array_equal(whole, chunked)
+    assert np.count_nonzero(whole == np.float32(CAP)) > 777  # several chunks had work
